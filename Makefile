@@ -1,0 +1,29 @@
+# The README's two commands: `make demo` and `make test`. Both work on a fresh machine with Python 3.11+,
+# Java 17 and Maven: they create .venv, install the pinned set, and fetch Kafka's jars on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed-stamp
+TEST_STACK := .cache/test-stack
+
+.PHONY: demo test lint clean
+
+$(INSTALLED): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+demo: $(INSTALLED)
+	$(BIN)/kafkatrail demo
+
+test: $(INSTALLED)
+	$(BIN)/kafkatrail stack fetch
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest; status=$$?; \
+	  $(BIN)/kafkatrail stack down --data-dir $(TEST_STACK); exit $$status
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .cache

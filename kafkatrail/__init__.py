@@ -1,0 +1,1 @@
+"""kafkatrail's control plane: typed settings, the `kafkatrail` CLI and the local stack launcher."""

@@ -1,0 +1,116 @@
+"""`kafkatrail`: one command for the local stack, topics and (in later roles) every worker."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaException
+
+from kafkatrail.settings import Settings, SettingsError, load_settings
+from kafkatrail.stack import LocalStack, StackError
+
+
+def _stack_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = {"data_dir": "data_dir", "cache_dir": "cache_dir", "kafka_port": "kafka_port", "aws_port": "aws_port"}
+    return {field: getattr(args, flag) for flag, field in names.items() if getattr(args, flag, None) is not None}
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if stack := _stack_overrides(args):
+        overrides["stack"] = stack
+    if getattr(args, "partitions", None) is not None:
+        overrides["topic_partitions"] = args.partitions
+    return load_settings(args.config, **overrides)
+
+
+def cmd_stack_up(args: argparse.Namespace) -> int:
+    stack = LocalStack(_settings(args).stack)
+    print(stack.up().shell_exports())
+    return 0
+
+
+def cmd_stack_down(args: argparse.Namespace) -> int:
+    stopped = LocalStack(_settings(args).stack).down()
+    print("\n".join(stopped) if stopped else "local stack was not running", file=sys.stderr)
+    return 0
+
+
+def cmd_stack_status(args: argparse.Namespace) -> int:
+    lines = LocalStack(_settings(args).stack).status()
+    for name, line in lines.items():
+        print(f"{name}: {line}")
+    return 0 if all(line.startswith("running") for line in lines.values()) else 3
+
+
+def cmd_stack_fetch(args: argparse.Namespace) -> int:
+    print(LocalStack(_settings(args).stack).fetch())
+    return 0
+
+
+def cmd_topics_create(args: argparse.Namespace) -> int:
+    from kafkatrail.topics import create_topics
+
+    for name, outcome in create_topics(_settings(args)).items():
+        print(f"{name}: {outcome}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from kafkatrail.demo import run_demo
+
+    return run_demo(_settings(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kafkatrail", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML settings file (default: $KAFKATRAIL_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    stack = commands.add_parser("stack", help="the embedded local stack: Kafka broker + AWS stand-in")
+    stack_commands = stack.add_subparsers(dest="stack_command", required=True)
+    for name, func, help_text in (
+        ("up", cmd_stack_up, "start the broker and the AWS stand-in; prints export lines to eval"),
+        ("down", cmd_stack_down, "stop them"),
+        ("status", cmd_stack_status, "show what runs (exit 3 if anything is stopped)"),
+        ("fetch", cmd_stack_fetch, "resolve Kafka's jars into the cache without starting anything"),
+    ):
+        sub = stack_commands.add_parser(name, help=help_text)
+        sub.add_argument("--data-dir", type=Path, help="state, storage and logs (default .cache/stack)")
+        sub.set_defaults(func=func)
+        if name in ("up", "fetch"):
+            sub.add_argument("--cache-dir", type=Path, help="where Kafka's jars are cached (default .cache/kafka)")
+        if name == "up":
+            sub.add_argument("--kafka-port", type=int, help="broker port on 127.0.0.1 (default 9092)")
+            sub.add_argument("--aws-port", type=int, help="AWS stand-in port on 127.0.0.1 (default 5000)")
+
+    topics = commands.add_parser("topics", help="Kafka topics")
+    topics_commands = topics.add_subparsers(dest="topics_command", required=True)
+    create = topics_commands.add_parser("create", help="create the default topics (idempotent)")
+    create.add_argument("--partitions", type=int, help="partitions per topic (default 6)")
+    create.set_defaults(func=cmd_topics_create)
+
+    demo = commands.add_parser("demo", help="run the pipeline on a throwaway local stack and show what happened")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `kafkatrail` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (StackError, SettingsError) as exc:
+        print(f"kafkatrail: error: {exc}", file=sys.stderr)
+    except KafkaException as exc:
+        print(f"kafkatrail: error: Kafka: {exc.args[0].str()}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The one typed settings object every kafkatrail component reads.
+
+Values come, highest priority first, from keyword arguments, `KAFKATRAIL_*` environment variables
+(nested fields with a double underscore: `KAFKATRAIL_STACK__KAFKA_PORT=9192`), a TOML file named by
+`KAFKATRAIL_CONFIG` (or passed to `load_settings`), and the defaults below.
+
+AWS endpoints and credentials are deliberately not settings: boto3's own chain (`AWS_ENDPOINT_URL`,
+`AWS_PROFILE`, instance roles, ...) decides, so pointing at real AWS changes nothing here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """Settings that do not validate; the message names each field and the rule it broke."""
+
+
+class StackSettings(BaseModel):
+    """Where and how the embedded local stack (Kafka broker + AWS stand-in) runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: Path = Field(Path(".cache/stack"), description="broker storage, logs and the stack's state file")
+    cache_dir: Path = Field(Path(".cache/kafka"), description="Kafka jars, one folder per version")
+    kafka_version: str = Field("3.9.1", pattern=r"^3\.\d+\.\d+$", description="Apache Kafka 3.x release")
+    kafka_port: int = Field(9092, ge=1, le=65535)
+    aws_port: int = Field(5000, ge=1, le=65535)
+    kafka_heap_mb: int = Field(512, ge=128)
+    pom: Path = Field(PROJECT_ROOT / "deploy" / "kafka" / "pom.xml", description="the POM that names the jars")
+    start_timeout_s: float = Field(90.0, gt=0)
+    stop_timeout_s: float = Field(30.0, gt=0)
+
+
+class TopicNames(BaseModel):
+    """The Kafka topics of DESIGN.md, all under one prefix."""
+
+    events: str
+    dlq: str
+    delivery: str
+    insights: str
+    notifications: str
+    trails: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> TopicNames:
+        return cls(
+            events=f"{prefix}.events",
+            dlq=f"{prefix}.events.dlq",
+            delivery=f"{prefix}.delivery",
+            insights=f"{prefix}.insights",
+            notifications=f"{prefix}.notifications",
+            trails=f"{prefix}.trails",
+        )
+
+
+class Settings(BaseSettings):
+    """kafkatrail's configuration. Build it with `load_settings()` to get readable errors."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKATRAIL_", env_nested_delimiter="__", extra="forbid")
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", min_length=1)
+    kafka_client_config: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra librdkafka properties for every client (security.protocol, sasl.*, ssl.*)",
+    )
+    topic_prefix: str = Field("cloudtrail", pattern=r"^[A-Za-z0-9._-]+$")
+    topic_partitions: int = Field(6, ge=1)
+    topic_replication_factor: int = Field(-1, ge=-1, description="-1: the cluster's default.replication.factor")
+    stack: StackSettings = Field(default_factory=StackSettings)
+
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames.with_prefix(self.topic_prefix)
+
+    def kafka_config(self, **overrides: Any) -> dict[str, Any]:
+        """librdkafka configuration for a client of this cluster, with per-client overrides on top."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.kafka_client_config, **overrides}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = settings_cls.model_config.get("toml_file") or os.environ.get("KAFKATRAIL_CONFIG")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment and an optional TOML file; raises SettingsError naming the bad fields."""
+    settings_cls = Settings
+    config_file = config_file or (Path(os.environ["KAFKATRAIL_CONFIG"]) if "KAFKATRAIL_CONFIG" in os.environ else None)
+    if config_file is not None:
+        if not config_file.is_file():
+            raise SettingsError(f"config file {config_file}: no such file")
+        file_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
+        settings_cls = type("Settings", (Settings,), {"model_config": file_config})
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None

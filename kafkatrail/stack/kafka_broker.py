@@ -1,0 +1,149 @@
+"""One Apache Kafka broker in KRaft mode (broker and controller in one JVM) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from kafkatrail.stack.processes import StackError, is_running, start_detached, tail
+
+LOG4J_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "log4j.properties"
+MAIN_CLASS = "kafka.Kafka"
+
+
+@dataclass(frozen=True)
+class BrokerLayout:
+    """Files of one broker under the stack's data dir."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "server.properties"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def server_logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def console_log(self) -> Path:
+        return self.root / "logs" / "console.log"
+
+    @property
+    def cluster_id_file(self) -> Path:
+        return self.root / "cluster.id"
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise StackError(
+            "`java` is not on PATH; Kafka's broker needs Java 17 (apt-get install openjdk-17-jre-headless)"
+        )
+    return java
+
+
+def _server_properties(layout: BrokerLayout, port: int, controller_port: int) -> str:
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(layout.log_dir.resolve()),
+        "num.partitions": "1",
+        "default.replication.factor": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "12",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "6",
+        "group.initial.rebalance.delay.ms": "0",
+        "log.cleaner.dedupe.buffer.size": "2097152",
+        "num.network.threads": "2",
+        "num.io.threads": "2",
+        "background.threads": "2",
+        "auto.create.topics.enable": "false",
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def _cluster_id(layout: BrokerLayout) -> str:
+    if layout.cluster_id_file.is_file():
+        return layout.cluster_id_file.read_text().strip()
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # as Kafka's own generator: a leading '-' reads as a CLI option
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    layout.cluster_id_file.write_text(cluster_id)
+    return cluster_id
+
+
+def _jvm_args(java: str, classpath: str, layout: BrokerLayout, heap_mb: int) -> list[str]:
+    return [
+        java, "-Xms128m", f"-Xmx{heap_mb}m", "-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true", f"-Dkafka.logs.dir={layout.server_logs.resolve()}",
+        f"-Dlog4j.configuration=file:{LOG4J_CONFIG}", "-cp", classpath,
+    ]
+
+
+def start_broker(layout: BrokerLayout, classpath: str, port: int, controller_port: int, heap_mb: int) -> int:
+    """Write the config, format storage on first use and start the broker; returns its PID."""
+    java = _java()
+    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.server_logs.mkdir(parents=True, exist_ok=True)
+    layout.config.write_text(_server_properties(layout, port, controller_port))
+    jvm = _jvm_args(java, classpath, layout, heap_mb)
+    if not (layout.log_dir / "meta.properties").is_file():
+        fmt = subprocess.run(
+            [*jvm, "kafka.tools.StorageTool", "format", "-t", _cluster_id(layout), "-c", str(layout.config),
+             "--ignore-formatted"],
+            capture_output=True, text=True, timeout=120,
+        )
+        if fmt.returncode != 0:
+            detail = (fmt.stderr or fmt.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise StackError(
+                f"formatting Kafka storage in {layout.log_dir} failed: {detail[0][:300]}; "
+                "if the jar cache is damaged, delete it and run again"
+            )
+    return start_detached([*jvm, MAIN_CLASS, str(layout.config)], layout.console_log)
+
+
+def is_our_broker(layout: BrokerLayout, argv: list[str]) -> bool:
+    """True if argv is this layout's broker (so a recycled PID is never mistaken for it)."""
+    return MAIN_CLASS in argv and str(layout.config) in argv
+
+
+def wait_until_ready(pid: int, layout: BrokerLayout, bootstrap: str, timeout_s: float) -> None:
+    """Poll an AdminClient until the broker answers metadata requests; raise if it dies or times out."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 1000, "log_level": 0})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not is_running(pid):
+            raise StackError(
+                f"the Kafka broker exited while starting: {tail(layout.console_log, 2)} "
+                f"(logs: {layout.server_logs}); if the jar cache is damaged, delete it and run again"
+            )
+        try:
+            metadata = admin.list_topics(timeout=1)
+            if metadata.brokers:
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise StackError(
+        f"the Kafka broker did not answer on {bootstrap} within {timeout_s:.0f} s (logs: {layout.server_logs})"
+    )
