@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from confluent_kafka import KafkaException
 
 from kafkatrail.settings import Settings, SettingsError, load_settings
 from kafkatrail.stack import LocalStack, StackError
+from producers.event_producer import DeliveryError, InvalidEventError
 
 
 def _stack_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -59,6 +61,51 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_produce(args: argparse.Namespace) -> int:
+    from producers.event_producer import EventProducer
+    from producers.replay import replay
+
+    with EventProducer(_settings(args)) as producer:
+        summary = replay(args.paths, producer, rate=args.rate, progress=not args.quiet)
+    print("\n".join(summary.lines()))
+    return 0 if summary.rejected == 0 and not summary.unreadable_files else 1
+
+
+def _traffic_model(args: argparse.Namespace) -> Any:
+    from producers.simulator import Burst, TrafficModel
+
+    fields: dict[str, Any] = {"rate": args.rate, "seed": args.seed, "accounts": args.accounts,
+                              "duplicate_rate": args.duplicates, "regions": tuple(args.regions.split(","))}
+    try:
+        fields["bursts"] = tuple(Burst.parse(text) for text in args.burst)
+        if args.start:
+            fields["start"] = datetime.fromisoformat(args.start.replace("Z", "+00:00")).astimezone(UTC)
+        return TrafficModel(**fields)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from producers.simulate import simulate_to_files, simulate_to_kafka
+    from producers.simulator import Limit, TrafficSimulator
+
+    simulator = TrafficSimulator(_traffic_model(args))
+    limit = Limit(args.count, args.duration)
+    if args.output_dir:
+        files = simulate_to_files(simulator, args.output_dir, limit)
+        print(f"wrote {simulator.generated} records (+{simulator.duplicates} duplicates) "
+              f"in {len(files)} log files under {args.output_dir}")
+        return 0
+    from producers.event_producer import EventProducer
+
+    settings = _settings(args)
+    with EventProducer(settings) as producer:
+        emitted = simulate_to_kafka(simulator, producer, limit, paced=not args.fast_forward)
+    print(f"published {emitted} records to {settings.topics.events} "
+          f"({simulator.duplicates} of them repeated eventIDs)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from kafkatrail.demo import run_demo
 
@@ -93,6 +140,27 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--partitions", type=int, help="partitions per topic (default 6)")
     create.set_defaults(func=cmd_topics_create)
 
+    produce = commands.add_parser("produce", help="replay CloudTrail log files (.json, .json.gz, folders) into Kafka")
+    produce.add_argument("paths", nargs="+", type=Path, help="files or folders (S3 layout) to replay")
+    produce.add_argument("--rate", type=float, help="records per second (default: as fast as possible)")
+    produce.add_argument("--quiet", action="store_true", help="no progress bar")
+    produce.set_defaults(func=cmd_produce)
+
+    simulate = commands.add_parser("simulate", help="realistic CloudTrail traffic into Kafka or log files")
+    simulate.add_argument("--rate", type=float, default=100.0, help="mean records per second of event time")
+    simulate.add_argument("--duration", type=float, help="seconds of event time to simulate")
+    simulate.add_argument("--count", type=int, help="records to emit (duplicates included)")
+    simulate.add_argument("--seed", type=int, default=0, help="same seed + --start = same records")
+    simulate.add_argument("--start", help="event time of the first second, ISO 8601 (default: now)")
+    simulate.add_argument("--accounts", type=int, default=3)
+    simulate.add_argument("--regions", default="us-east-1,eu-west-1,ap-southeast-2")
+    simulate.add_argument("--duplicates", type=float, default=0.0, help="share of records sent twice, e.g. 0.05")
+    simulate.add_argument("--burst", action="append", default=[], metavar="SOURCE:NAME:FACTOR:START:DURATION",
+                          help="multiply one API's rate, e.g. ec2.amazonaws.com:RunInstances:10:60:300")
+    simulate.add_argument("--fast-forward", action="store_true", help="do not pace to wall-clock time")
+    simulate.add_argument("--output-dir", type=Path, help="write CloudTrail log files here instead of Kafka")
+    simulate.set_defaults(func=cmd_simulate)
+
     demo = commands.add_parser("demo", help="run the pipeline on a throwaway local stack and show what happened")
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -104,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (StackError, SettingsError) as exc:
+        print(f"kafkatrail: error: {exc}", file=sys.stderr)
+    except (InvalidEventError, DeliveryError) as exc:
         print(f"kafkatrail: error: {exc}", file=sys.stderr)
     except KafkaException as exc:
         print(f"kafkatrail: error: Kafka: {exc.args[0].str()}", file=sys.stderr)
