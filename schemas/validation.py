@@ -16,7 +16,8 @@ of §9); they are strict where the pipeline depends on a field and lenient elsew
   input is therefore not penalised for its whitespace.
 * Required (``required``; missing or JSON null): ``eventVersion``, ``eventTime``, ``eventSource``,
   ``eventName``, ``awsRegion``, ``eventID``, ``eventType``, ``eventCategory`` (spec §9) and
-  ``recipientAccountId``. The spec lists ``recipientAccountId`` as optional (it appeared in 1.02),
+  ``recipientAccountId``; ``eventCategory`` only from eventVersion 1.07, which introduced it, so
+  older log files still replay. The spec lists ``recipientAccountId`` as optional (it appeared in 1.02),
   but kafkatrail requires it: log files are delivered per account and region, and that account
   is the recipient account. Insights records (``eventCategory`` ``Insight``) have no
   ``eventSource``/``eventName``; they need ``insightDetails`` instead. ``userIdentity``,
@@ -228,6 +229,11 @@ def validate_event(
     return record
 
 
+def _predates_event_category(version: Any) -> bool:
+    """eventCategory arrived in eventVersion 1.07; replayed older log files do not carry it."""
+    return isinstance(version, str) and version.startswith("1.") and version[2:].isdigit() and int(version[2:]) < 7
+
+
 def _check_record(record: dict[str, Any]) -> None:
     expected_type = _FIELD_TYPES.get
     for name, value in record.items():
@@ -240,6 +246,8 @@ def _check_record(record: dict[str, Any]) -> None:
     category = record.get("eventCategory")
     required = INSIGHT_REQUIRED_FIELDS if category == "Insight" else REQUIRED_FIELDS
     for name in required:
+        if name == "eventCategory" and _predates_event_category(record.get("eventVersion")):
+            continue
         if record.get(name) is None:
             got = " (got null)" if name in record else ""
             raise InvalidEventError(name, "required", f"is required{got}")
@@ -287,7 +295,7 @@ def _check_record(record: dict[str, Any]) -> None:
             f"optional letter, like eu-west-1 or us-gov-east-1 (got {_shown(region)})",
         )
 
-    if category not in EVENT_CATEGORIES:
+    if category not in EVENT_CATEGORIES and not (category is None and _predates_event_category(version)):
         raise InvalidEventError(
             "eventCategory",
             "allowed_values",

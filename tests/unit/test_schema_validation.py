@@ -366,3 +366,14 @@ def test_the_sqs_notification_body_is_not_a_record() -> None:
     body = (DATA / "cloudtrail-processing-library" / "SQSMessageBody.json").read_bytes()
     error = rejected(body)
     assert (error.field, error.rule) == ("eventVersion", "required")
+
+
+@pytest.mark.parametrize(("version", "accepted"), [("1.05", True), ("1.06", True), ("1.07", False), ("1.11", False)])
+def test_event_category_is_required_from_the_version_that_introduced_it(version: str, accepted: bool) -> None:
+    record = valid_record(eventVersion=version)
+    del record["eventCategory"]
+    if accepted:
+        assert validate_event(record) is record
+    else:
+        with pytest.raises(InvalidEventError, match="eventCategory: is required"):
+            validate_event(record)
