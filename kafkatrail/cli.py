@@ -12,12 +12,12 @@ from confluent_kafka import KafkaException
 
 from kafkatrail.settings import Settings, SettingsError, load_settings
 from kafkatrail.stack import LocalStack, StackError
-from producers.event_producer import DeliveryError, InvalidEventError
+from producers.event_producer import DeliveryError, EventProducer, InvalidEventError
 
 
 def _stack_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = {"data_dir": "data_dir", "cache_dir": "cache_dir", "kafka_port": "kafka_port", "aws_port": "aws_port"}
-    return {field: getattr(args, flag) for flag, field in names.items() if getattr(args, flag, None) is not None}
+    fields = ("data_dir", "cache_dir", "kafka_port", "aws_port")
+    return {name: getattr(args, name) for name in fields if getattr(args, name, None) is not None}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -62,7 +62,6 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from producers.event_producer import EventProducer
     from producers.replay import replay
 
     with EventProducer(_settings(args)) as producer:
@@ -96,8 +95,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"wrote {simulator.generated} records (+{simulator.duplicates} duplicates) "
               f"in {len(files)} log files under {args.output_dir}")
         return 0
-    from producers.event_producer import EventProducer
-
     settings = _settings(args)
     with EventProducer(settings) as producer:
         emitted = simulate_to_kafka(simulator, producer, limit, paced=not args.fast_forward)
