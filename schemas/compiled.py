@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -132,6 +132,40 @@ def _check_extra_last(schema: Mapping[str, Any], where: str) -> bool:
     return True
 
 
+class _Field(NamedTuple):
+    name: str
+    where: str
+    members: list[Any]
+    json_text: bool
+
+
+class _RecordShape(NamedTuple):
+    """One record schema, checked: its names, whether it carries extraFields, and its other fields."""
+
+    fullname: str
+    space: str
+    has_extra: bool
+    fields: list[_Field]
+
+
+def _record_shape(schema: Mapping[str, Any], namespace: str) -> _RecordShape:
+    """Check a record schema once for both compilers (converter and binary codec)."""
+    fullname = _fullname(schema["name"], schema.get("namespace", namespace))
+    has_extra = _check_extra_last(schema, fullname)
+    fields = []
+    for avro_field in schema["fields"]:
+        name = avro_field["name"]
+        where = f"{fullname}.{name}"
+        members = _union_members(avro_field["type"], where)
+        if name == EXTRA_FIELDS:
+            continue
+        json_text = bool(avro_field.get(JSON_TEXT_ATTRIBUTE))
+        if json_text and members != ["string"]:
+            raise CodecError(f"{where}: a jsonText field must be a nullable string")
+        fields.append(_Field(name, where, members, json_text))
+    return _RecordShape(fullname, fullname.rpartition(".")[0], has_extra, fields)
+
+
 # --------------------------------------------------------------------------------------------
 # JSON object <-> Avro datum
 
@@ -198,23 +232,18 @@ class RecordConverter:
 
 
 def _compile_converter(schema: Mapping[str, Any], namespace: str, names: _Names) -> RecordConverter:
-    fullname = _fullname(schema["name"], schema.get("namespace", namespace))
-    converter = RecordConverter(fullname)
-    names.records[fullname] = converter
-    converter.has_extra = _check_extra_last(schema, fullname)
-    space = fullname.rpartition(".")[0]
-    for avro_field in schema["fields"]:
-        name = avro_field["name"]
-        where = f"{fullname}.{name}"
-        members = _union_members(avro_field["type"], where)
-        if name == EXTRA_FIELDS:
-            converter.decoders[name] = _EXTRA_SLOT
-        elif avro_field.get(JSON_TEXT_ATTRIBUTE):
-            if members != ["string"]:
-                raise CodecError(f"{where}: a jsonText field must be a nullable string")
-            converter.encoders[name], converter.decoders[name] = _json_converter(where)
+    shape = _record_shape(schema, namespace)
+    converter = RecordConverter(shape.fullname)
+    names.records[shape.fullname] = converter
+    converter.has_extra = shape.has_extra
+    for field in shape.fields:
+        if field.json_text:
+            codec = _json_converter(field.where)
         else:
-            converter.encoders[name], converter.decoders[name] = _compile_value(members, space, names, where)
+            codec = _compile_value(field.members, shape.space, names, field.where)
+        converter.encoders[field.name], converter.decoders[field.name] = codec
+    if shape.has_extra:
+        converter.decoders[EXTRA_FIELDS] = _EXTRA_SLOT
     return converter
 
 
@@ -540,27 +569,19 @@ class BinaryRecord:
 
 
 def _compile_binary(schema: Mapping[str, Any], namespace: str, names: _Names) -> BinaryRecord:
-    fullname = _fullname(schema["name"], schema.get("namespace", namespace))
-    record = BinaryRecord(fullname)
-    names.records[fullname] = record
-    record.has_extra = _check_extra_last(schema, fullname)
-    space = fullname.rpartition(".")[0]
-    for avro_field in schema["fields"]:
-        name = avro_field["name"]
-        where = f"{fullname}.{name}"
-        members = _union_members(avro_field["type"], where)
-        if name == EXTRA_FIELDS:
-            continue
-        if avro_field.get(JSON_TEXT_ATTRIBUTE):
-            if members != ["string"]:
-                raise CodecError(f"{where}: a jsonText field must be a nullable string")
+    shape = _record_shape(schema, namespace)
+    record = BinaryRecord(shape.fullname)
+    names.records[shape.fullname] = record
+    record.has_extra = shape.has_extra
+    for name, where, members, json_text in shape.fields:
+        if json_text:
             record.plan.append((name, _K_JSON, where))
         elif members == ["string"]:
             record.plan.append((name, _K_STRING, None))
         elif all(isinstance(m, str) and m in _SCALARS for m in members):
             record.plan.append((name, _K_SCALARS, _ScalarUnion(members, where)))
         else:
-            kind, helper = _compile_binary_complex(members[0], space, names, where)
+            kind, helper = _compile_binary_complex(members[0], shape.space, names, where)
             record.plan.append((name, kind, helper))
     record.known = frozenset(name for name, _, _ in record.plan)
     return record
