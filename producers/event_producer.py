@@ -73,9 +73,9 @@ class EventProducer:
         self.on_error = on_error
         self.accepted = 0
         self.failures: list[tuple[str, str]] = []
+        self._client_errors: list[KafkaError] = []
         config = settings.kafka_config(**PRODUCER_DEFAULTS, **producer_config, error_cb=self._on_client_error)
         self._producer = Producer(config)
-        self._client_errors: list[KafkaError] = []
 
     def emit(self, record: Mapping[str, Any] | bytes | str) -> str:
         """Validate, encode and queue one record; returns its eventID. Raises InvalidEventError."""
@@ -104,10 +104,11 @@ class EventProducer:
         if error is None:
             return
         event_id = (message.key() or b"").decode(errors="replace")
-        self.failures.append((event_id, error.str()))
         DELIVERY_FAILURES.labels(error.name()).inc()
         if self.on_error is not None:
             self.on_error(event_id, error)
+        else:
+            self.failures.append((event_id, error.str()))
 
     def _on_client_error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -118,9 +119,8 @@ class EventProducer:
         unsent = self._producer.flush(timeout_s)
         if self._client_errors:
             raise DeliveryError([("*", f"fatal producer error: {e.str()}") for e in self._client_errors], unsent)
-        unreported = [] if self.on_error is not None else self.failures
-        if unreported or unsent:
-            failures, self.failures = list(unreported), []
+        if self.failures or unsent:
+            failures, self.failures = self.failures, []
             raise DeliveryError(failures, unsent)
 
     def close(self, timeout_s: float = 60.0) -> None:

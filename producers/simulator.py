@@ -279,7 +279,6 @@ class TrafficSimulator:
         self.apis = [a for a in CATALOG if a.identity is None]
         self.api_weights = _cumulative(a.weight for a in self.apis)
         self.federated_apis = [a for a in CATALOG if a.identity]
-        self.total_weight = sum(a.weight for a in self.apis)
         self.identity_types = list(IDENTITY_WEIGHTS)
         self.identity_weights = _cumulative(IDENTITY_WEIGHTS.values())
         self.recent: deque[Record] = deque(maxlen=RECENT_FOR_DUPLICATES)
@@ -309,7 +308,7 @@ class TrafficSimulator:
         batch = [self._call(self._pick_api(), stamp) for _ in range(_poisson(rng, expected))]
         for burst in self.model.bursts:
             if burst.active(offset):
-                extra = expected * burst.api.weight / self.total_weight * (burst.factor - 1)
+                extra = expected * burst.api.weight / self.api_weights[-1] * (burst.factor - 1)
                 batch.extend(self._call(burst.api, stamp) for _ in range(_poisson(rng, extra)))
         rng.shuffle(batch)
         out: list[Record] = []

@@ -82,7 +82,10 @@ class LocalStack:
         self.jars = KafkaJars(settings.cache_dir.resolve(), settings.kafka_version, settings.pom)
 
     def endpoints(self) -> Endpoints:
-        state = self._live_state()
+        """Where the running stack (or, if stopped, the configured one) is reached."""
+        return self._endpoints_of(self._live_state())
+
+    def _endpoints_of(self, state: dict[str, ComponentState]) -> Endpoints:
         kafka_port = state[KAFKA].port if KAFKA in state else self.settings.kafka_port
         aws_port = state[AWS].port if AWS in state else self.settings.aws_port
         return Endpoints(f"127.0.0.1:{kafka_port}", f"http://127.0.0.1:{aws_port}")
@@ -99,7 +102,7 @@ class LocalStack:
                 state[KAFKA] = self._start_kafka(state)
             if AWS not in state:
                 state[AWS] = self._start_aws(state)
-            return self.endpoints()
+            return self._endpoints_of(state)
 
     def down(self) -> list[str]:
         """Stop every server of the stack (SIGTERM, then SIGKILL after the stop timeout)."""
@@ -136,36 +139,40 @@ class LocalStack:
         ensure_port_free(port, "Kafka broker", "--kafka-port")
         self.fetch()
         controller_port = free_port()
-        began = time.monotonic()
-        pid = kafka_broker.start_broker(self.broker, self.jars.classpath, port, controller_port,
-                                        self.settings.kafka_heap_mb)
-        component = ComponentState(pid, port, time.time(), controller_port)
-        self._write_state({**state, KAFKA: component})
-        try:
-            kafka_broker.wait_until_ready(pid, self.broker, f"127.0.0.1:{port}", self.settings.start_timeout_s)
-        except StackError:
-            stop(pid, self.settings.stop_timeout_s)
-            self._write_state(state)
-            raise
-        self.say(f"kafka broker {self.settings.kafka_version} ready on 127.0.0.1:{port} in "
-                 f"{time.monotonic() - began:.1f} s (pid {pid}, RSS {resident_memory_mib(pid):.0f} MiB)")
-        return component
+        return self._launch(
+            state, KAFKA, port, controller_port,
+            start=lambda: kafka_broker.start_broker(self.broker, self.jars.classpath, port, controller_port,
+                                                    self.settings.kafka_heap_mb),
+            wait_ready=lambda pid: kafka_broker.wait_until_ready(pid, self.broker, f"127.0.0.1:{port}",
+                                                                 self.settings.start_timeout_s),
+            ready=f"kafka broker {self.settings.kafka_version} ready on 127.0.0.1:{port}",
+        )
 
     def _start_aws(self, state: dict[str, ComponentState]) -> ComponentState:
         port = self.settings.aws_port
         ensure_port_free(port, "AWS stand-in", "--aws-port")
+        return self._launch(
+            state, AWS, port, None,
+            start=lambda: aws_standin.start_aws_standin(port, self.aws_log),
+            wait_ready=lambda pid: aws_standin.wait_until_ready(pid, port, self.aws_log,
+                                                                self.settings.start_timeout_s),
+            ready=f"AWS stand-in (moto) ready on http://127.0.0.1:{port}",
+        )
+
+    def _launch(self, state: dict[str, ComponentState], name: str, port: int, controller_port: int | None,
+                start: Callable[[], int], wait_ready: Callable[[int], None], ready: str) -> ComponentState:
+        """Start a server, record it at once (so `down` can stop it), wait for it; undo both if it fails."""
         began = time.monotonic()
-        pid = aws_standin.start_aws_standin(port, self.aws_log)
-        component = ComponentState(pid, port, time.time())
-        self._write_state({**state, AWS: component})
+        pid = start()
+        component = ComponentState(pid, port, time.time(), controller_port)
+        self._write_state({**state, name: component})
         try:
-            aws_standin.wait_until_ready(pid, port, self.aws_log, self.settings.start_timeout_s)
+            wait_ready(pid)
         except StackError:
             stop(pid, self.settings.stop_timeout_s)
             self._write_state(state)
             raise
-        self.say(f"AWS stand-in (moto) ready on http://127.0.0.1:{port} in {time.monotonic() - began:.1f} s "
-                 f"(pid {pid}, RSS {resident_memory_mib(pid):.0f} MiB)")
+        self.say(f"{ready} in {time.monotonic() - began:.1f} s (pid {pid}, RSS {resident_memory_mib(pid):.0f} MiB)")
         return component
 
     def _check_same_ports(self, state: dict[str, ComponentState]) -> None:
