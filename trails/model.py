@@ -63,6 +63,10 @@ class Trail:
                 object.__setattr__(self, attribute, tuple(value))
         validate_trail(self)
 
+    def __hash__(self) -> int:
+        """Hash by ARN: the selectors are JSON objects, which do not hash; equal trails share an ARN."""
+        return hash(self.arn)
+
     @property
     def arn(self) -> str:
         """``arn:<partition>:cloudtrail:<home_region>:<account_id>:trail/<name>``."""

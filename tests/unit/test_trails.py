@@ -83,6 +83,14 @@ def test_lists_become_tuples_and_the_trail_is_frozen() -> None:
         t.logging = False  # type: ignore[misc]
 
 
+def test_trails_hash_by_arn_despite_json_selectors() -> None:
+    basic = trail(event_selectors=[{"ReadWriteType": "All"}])
+    same = trail(event_selectors=[{"ReadWriteType": "All"}])
+    changed = trail(event_selectors=[{"ReadWriteType": "ReadOnly"}])
+    assert len({basic, same, changed}) == 2
+    assert hash(basic) == hash(changed) and basic != changed
+
+
 def test_document_members_and_omissions() -> None:
     t = trail(
         s3_key_prefix="logs",
