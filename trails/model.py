@@ -1,0 +1,108 @@
+"""A trail as kafkatrail runs it, and the JSON document that carries it on the compacted trails topic.
+
+The topic (``cloudtrail.trails`` by default) is keyed by the trail ARN (UTF-8); the value is
+``orjson.dumps(trail.to_document())``; a tombstone (null value) deletes the trail. The document uses
+CloudTrail's trail-object member names (``members.DOCUMENT``): ``Name``, ``HomeRegion``,
+``AccountId``, ``S3BucketName``, ``S3KeyPrefix``, ``SnsTopicName``, ``IncludeGlobalServiceEvents``,
+``IsMultiRegionTrail``, ``LogFileValidationEnabled``, ``CloudWatchLogsLogGroupArn``,
+``CloudWatchLogsRoleArn``, ``KmsKeyId``, ``IsOrganizationTrail``, ``IsLogging``, ``TagsList``,
+``RecursiveLogging``, ``EventSelectors`` or ``AdvancedEventSelectors``, ``InsightSelectors``.
+Unset strings and selectors are omitted; the partition and the ARN are derived, not stored.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from trails import members
+from trails.errors import TrailError, trail_label
+from trails.regions import partition_of
+from trails.validation import validate_trail
+
+JsonObject = dict[str, Any]
+_TUPLE_ATTRIBUTES = ("event_selectors", "advanced_event_selectors", "insight_selectors", "tags")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trail:
+    """One trail. Constructing it validates it (``trails.validation``), so every Trail obeys CloudTrail's rules.
+
+    Selectors are kept in AWS's shapes (tuples of the JSON objects PutEventSelectors and
+    PutInsightSelectors take); ``event_selectors`` and ``advanced_event_selectors`` are None when
+    unset (then the trail logs all management events). Treat the nested objects as read-only.
+    """
+
+    name: str
+    home_region: str
+    account_id: str
+    s3_bucket_name: str
+    partition: str = "aws"
+    s3_key_prefix: str | None = None
+    sns_topic_name: str | None = None
+    include_global_service_events: bool = True
+    is_multi_region_trail: bool = False
+    log_file_validation_enabled: bool = False
+    cloud_watch_logs_log_group_arn: str | None = None
+    cloud_watch_logs_role_arn: str | None = None
+    kms_key_id: str | None = None
+    is_organization_trail: bool = False
+    logging: bool = True
+    event_selectors: tuple[JsonObject, ...] | None = None
+    advanced_event_selectors: tuple[JsonObject, ...] | None = None
+    insight_selectors: tuple[JsonObject, ...] = ()
+    tags: tuple[JsonObject, ...] = ()
+    recursive_logging: bool = True
+
+    def __post_init__(self) -> None:
+        for attribute in _TUPLE_ATTRIBUTES:
+            value = getattr(self, attribute)
+            if isinstance(value, list):
+                object.__setattr__(self, attribute, tuple(value))
+        validate_trail(self)
+
+    def __hash__(self) -> int:
+        """Hash by ARN: the selectors are JSON objects, which do not hash; equal trails share an ARN."""
+        return hash(self.arn)
+
+    @property
+    def arn(self) -> str:
+        """``arn:<partition>:cloudtrail:<home_region>:<account_id>:trail/<name>``."""
+        return f"arn:{self.partition}:cloudtrail:{self.home_region}:{self.account_id}:trail/{self.name}"
+
+    def to_document(self) -> JsonObject:
+        """The trail as the JSON object published on the trails topic (a deep copy)."""
+        document: JsonObject = {}
+        for member, attribute in members.DOCUMENT.items():
+            value = getattr(self, attribute)
+            if value is not None:
+                document[member] = copy.deepcopy(list(value) if isinstance(value, tuple) else value)
+        return document
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Trail:
+        """The trail a topic document describes; raises TrailError if it is malformed or breaks a rule."""
+        return trail_from_members(document, members.DOCUMENT)
+
+
+def trail_from_members(source: Mapping[str, Any], names: Mapping[str, str]) -> Trail:
+    """Build a Trail from AWS-named members; ``names`` maps each accepted member to its attribute.
+
+    Members set to null count as absent. The partition is the home region's.
+    """
+    if not isinstance(source, Mapping):
+        raise TrailError("InvalidParameterException", f"must be a mapping of trail members (got {source!r})")
+    unknown = [member for member in source if member not in names]
+    if unknown:
+        raise TrailError(
+            "InvalidParameterException",
+            f"{trail_label(source.get('Name'))}: {unknown[0]}: unknown member (allowed: {', '.join(names)})",
+        )
+    values: dict[str, Any] = dict.fromkeys(members.REQUIRED)
+    values.update({names[member]: copy.deepcopy(value) for member, value in source.items() if value is not None})
+    home_region = values["home_region"]
+    values["partition"] = (isinstance(home_region, str) and partition_of(home_region)) or "aws"
+    return Trail(**values)
+
