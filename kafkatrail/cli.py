@@ -13,6 +13,7 @@ from confluent_kafka import KafkaException
 from kafkatrail.settings import Settings, SettingsError, load_settings
 from kafkatrail.stack import LocalStack, StackError
 from producers.event_producer import DeliveryError, EventProducer, InvalidEventError
+from trails.errors import TrailError
 
 
 def _stack_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -103,6 +104,45 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trails_apply(args: argparse.Namespace) -> int:
+    from trails.definitions import load_trails
+    from trails.topic import apply_trails
+
+    for arn, outcome in sorted(apply_trails(_settings(args), load_trails(args.file)).items()):
+        print(f"{arn}: {outcome}")
+    return 0
+
+
+def cmd_trails_list(args: argparse.Namespace) -> int:
+    from trails.topic import current_trails
+
+    for arn, trail in sorted(current_trails(_settings(args)).items()):
+        print(f"{arn}: {'logging' if trail.logging else 'stopped'}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from kafkatrail.logs import configure_json_logging
+    from processors.worker import ProcessorWorker, serve_metrics
+
+    processors: dict[str, Any] = {}
+    if args.instance_id:
+        processors["instance_id"] = args.instance_id
+    if args.metrics_port is not None:
+        processors["metrics_port"] = args.metrics_port
+    settings = load_settings(args.config, **({"processors": processors} if processors else {}))
+    configure_json_logging()
+    try:
+        serve_metrics(settings)
+    except OSError as exc:
+        print(f"kafkatrail: error: {exc}", file=sys.stderr)
+        return 1
+    worker = ProcessorWorker(settings)
+    worker.install_signal_handlers()
+    worker.run()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from kafkatrail.demo import run_demo
 
@@ -158,6 +198,20 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--output-dir", type=Path, help="write CloudTrail log files here instead of Kafka")
     simulate.set_defaults(func=cmd_simulate)
 
+    trails = commands.add_parser("trails", help="trail definitions on the compacted trails topic")
+    trails_commands = trails.add_subparsers(dest="trails_command", required=True)
+    apply = trails_commands.add_parser("apply", help="make the topic hold exactly the trails of FILE (JSON or YAML)")
+    apply.add_argument("file", type=Path)
+    apply.set_defaults(func=cmd_trails_apply)
+    trails_commands.add_parser("list", help="the trails on the topic").set_defaults(func=cmd_trails_list)
+
+    worker = commands.add_parser("worker", help="run a pipeline role until SIGTERM")
+    worker.add_argument("role", choices=["processors"], help="processors: validate, dedupe, select per trail")
+    worker.add_argument("--instance-id", help="stable id of this process among its role's processes "
+                                              "(default: the host name)")
+    worker.add_argument("--metrics-port", type=int, help="port of /metrics (0: off; default 9464)")
+    worker.set_defaults(func=cmd_worker)
+
     demo = commands.add_parser("demo", help="run the pipeline on a throwaway local stack and show what happened")
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -170,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (StackError, SettingsError) as exc:
         print(f"kafkatrail: error: {exc}", file=sys.stderr)
-    except (InvalidEventError, DeliveryError) as exc:
+    except (InvalidEventError, DeliveryError, TrailError) as exc:
         print(f"kafkatrail: error: {exc}", file=sys.stderr)
     except KafkaException as exc:
         print(f"kafkatrail: error: Kafka: {exc.args[0].str()}", file=sys.stderr)

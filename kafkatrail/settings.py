@@ -11,6 +11,7 @@ AWS endpoints and credentials are deliberately not settings: boto3's own chain (
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,27 @@ class StackSettings(BaseModel):
     stop_timeout_s: float = Field(30.0, gt=0)
 
 
+class ProcessorSettings(BaseModel):
+    """How the stream processor (`kafkatrail worker processors`) reads, dedupes and commits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group_id: str = Field("kafkatrail-processors", min_length=1, description="consumer group of every processor")
+    instance_id: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        description="stable per process: a restarted processor with the same id fences its crashed predecessor",
+    )
+    dedupe_window_s: int = Field(86_400, ge=60, description="a repeated eventID within this many seconds is dropped")
+    dedupe_bucket_s: int = Field(3_600, ge=1, description="granularity at which old eventIDs are forgotten")
+    batch_max_events: int = Field(2_000, ge=1, description="events per transaction at most")
+    batch_timeout_s: float = Field(0.2, gt=0, description="wait at most this long to fill a batch")
+    transaction_timeout_s: int = Field(30, ge=5, description="the broker aborts a dead processor's open transaction")
+    session_timeout_s: int = Field(10, ge=6, description="a processor silent this long leaves the group")
+    metrics_host: str = Field("127.0.0.1", description="address of the /metrics endpoint")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="0: do not serve /metrics")
+
+
 class TopicNames(BaseModel):
     """The Kafka topics of DESIGN.md, all under one prefix."""
 
@@ -54,6 +76,7 @@ class TopicNames(BaseModel):
     insights: str
     notifications: str
     trails: str
+    dedupe_changelog: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TopicNames:
@@ -64,6 +87,7 @@ class TopicNames(BaseModel):
             insights=f"{prefix}.insights",
             notifications=f"{prefix}.notifications",
             trails=f"{prefix}.trails",
+            dedupe_changelog=f"{prefix}.processors.dedupe-changelog",
         )
 
 
@@ -81,6 +105,7 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(6, ge=1)
     topic_replication_factor: int = Field(-1, ge=-1, description="-1: the cluster's default.replication.factor")
     stack: StackSettings = Field(default_factory=StackSettings)
+    processors: ProcessorSettings = Field(default_factory=ProcessorSettings)
 
     @property
     def topics(self) -> TopicNames:

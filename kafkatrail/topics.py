@@ -11,18 +11,29 @@ ADMIN_TIMEOUT_S = 30
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
-    """One NewTopic per default topic; the trails topic is compacted (latest definition per trail wins)."""
+    """One NewTopic per topic of the pipeline.
+
+    The trails topic is compacted (latest definition per trail wins). The processors' dedupe changelog
+    keeps what the dedupe window needs, plus one bucket, and must have as many partitions as the events
+    topic: changelog partition p holds the state of events partition p.
+    """
     names = settings.topics
-    specs = []
-    for name in (names.events, names.dlq, names.delivery, names.insights, names.notifications, names.trails):
-        config = {"cleanup.policy": "compact"} if name == names.trails else {}
-        specs.append(NewTopic(name, num_partitions=settings.topic_partitions,
-                              replication_factor=settings.topic_replication_factor, config=config))
-    return specs
+    processors = settings.processors
+    changelog_retention_ms = (processors.dedupe_window_s + processors.dedupe_bucket_s) * 1000
+    configs = {
+        names.trails: {"cleanup.policy": "compact"},
+        names.dedupe_changelog: {"cleanup.policy": "delete", "retention.ms": str(changelog_retention_ms)},
+    }
+    return [
+        NewTopic(name, num_partitions=settings.topic_partitions,
+                 replication_factor=settings.topic_replication_factor, config=configs.get(name, {}))
+        for name in (names.events, names.dlq, names.delivery, names.insights, names.notifications, names.trails,
+                     names.dedupe_changelog)
+    ]
 
 
 def create_topics(settings: Settings) -> dict[str, str]:
-    """Create the default topics that do not exist yet; returns 'created' or 'exists' per topic."""
+    """Create the topics that do not exist yet; returns 'created' or 'exists' per topic."""
     admin = AdminClient(settings.kafka_config())
     outcome = {}
     for name, future in admin.create_topics(topic_specs(settings), request_timeout=ADMIN_TIMEOUT_S).items():

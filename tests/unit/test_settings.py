@@ -24,7 +24,7 @@ def test_defaults_follow_the_design() -> None:
     assert settings.topics.model_dump() == {
         "events": "cloudtrail.events", "dlq": "cloudtrail.events.dlq", "delivery": "cloudtrail.delivery",
         "insights": "cloudtrail.insights", "notifications": "cloudtrail.notifications",
-        "trails": "cloudtrail.trails",
+        "trails": "cloudtrail.trails", "dedupe_changelog": "cloudtrail.processors.dedupe-changelog",
     }
 
 
@@ -32,7 +32,7 @@ def test_one_prefix_renames_every_topic(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("KAFKATRAIL_TOPIC_PREFIX", "acme.audit")
     assert set(load_settings().topics.model_dump().values()) == {
         "acme.audit.events", "acme.audit.events.dlq", "acme.audit.delivery", "acme.audit.insights",
-        "acme.audit.notifications", "acme.audit.trails",
+        "acme.audit.notifications", "acme.audit.trails", "acme.audit.processors.dedupe-changelog",
     }
 
 

@@ -1,0 +1,94 @@
+"""EventPipeline on one partition's batch: dead letters with reasons, dedupe, per-trail fan-out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from processors.dedupe import DedupeWindow
+from processors.pipeline import EventPipeline, InputMessage
+from processors.selectors import Selection
+from schemas.codec import decode_event, encode_event
+from trails.definitions import load_trails
+
+TRAILS = load_trails(Path(__file__).resolve().parents[1] / "data" / "trails" / "three-org-trails.yaml")
+ARN = {trail.name: trail.arn for trail in TRAILS}
+
+
+def record(event_id: str = "0d9b7a2e-5c41-4f0e-9a3b-2f6c8d1e7a90", **changes: Any) -> dict[str, Any]:
+    base = {
+        "eventVersion": "1.11",
+        "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "accountId": "111122223333"},
+        "eventTime": "2024-05-01T09:13:02Z", "eventSource": "ec2.amazonaws.com", "eventName": "StopInstances",
+        "awsRegion": "eu-west-1", "sourceIPAddress": "203.0.113.25", "userAgent": "aws-cli/2.15.0",
+        "requestID": "6f1e2d3c-4b5a-4c6d-8e7f-0a1b2c3d4e5f", "eventID": event_id, "readOnly": False,
+        "eventType": "AwsApiCall", "managementEvent": True, "recipientAccountId": "111122223333",
+        "eventCategory": "Management",
+    }
+    base.update(changes)
+    return base
+
+
+def message(value: bytes | None, offset: int = 0, at: float = 1_714_554_000.0) -> InputMessage:
+    return InputMessage(value, b"key", at, offset)
+
+
+def run(*messages: InputMessage, window: DedupeWindow | None = None):
+    pipeline = EventPipeline(decode_event, Selection(TRAILS))
+    return pipeline.process(list(messages), DedupeWindow(86_400, 3_600) if window is None else window)
+
+
+def test_a_write_goes_to_every_matching_trail_as_cloudtrail_json() -> None:
+    outcome = run(message(encode_event(record())))
+    keys = sorted(key.decode() for key, _ in outcome.deliveries)
+    assert keys == sorted(f"{ARN[name]}|111122223333|eu-west-1" for name in ("org-management", "org-eu-writes"))
+    assert all(orjson.loads(body) == record() for _, body in outcome.deliveries)
+    assert outcome.selected == {ARN["org-management"]: 1, ARN["org-eu-writes"]: 1}
+    assert dict(outcome.first_seen) == {1_714_554_000 // 3_600: [record()["eventID"]]}
+
+
+def test_a_record_no_trail_selects_is_kept_in_the_dedupe_window_but_not_delivered() -> None:
+    read_in_us_west = record(readOnly=True, awsRegion="us-west-2", eventName="DescribeInstances")
+    outcome = run(message(encode_event(read_in_us_west)))
+    assert [key.decode() for key, _ in outcome.deliveries] == [f"{ARN['org-management']}|111122223333|us-west-2"]
+    s3_read = record(eventCategory="Data", managementEvent=False, readOnly=True, eventSource="s3.amazonaws.com",
+                     eventName="GetObject", resources=[{"type": "AWS::S3::Object", "ARN": "arn:aws:s3:::b/k"}])
+    outcome = run(message(encode_event(s3_read)))
+    assert outcome.deliveries == []
+    assert sum(len(ids) for ids in outcome.first_seen.values()) == 1
+
+
+def test_repeats_are_dropped_within_a_batch_and_across_batches() -> None:
+    window = DedupeWindow(86_400, 3_600)
+    first = run(message(encode_event(record()), 0), message(encode_event(record()), 1), window=window)
+    assert first.duplicates == 1
+    assert len(first.deliveries) == 2
+    again = run(message(encode_event(record()), 2), window=window)
+    assert again.duplicates == 1
+    assert again.deliveries == []
+
+
+BAD = {
+    "tombstone": (None, "undecodable.no_value"),
+    "JSON instead of Avro": (orjson.dumps(record()), "undecodable.bad_marker"),
+    "too short": (b"\xc3\x01\x00", "undecodable.short_header"),
+    "unknown schema": (b"\xc3\x01" + b"\x00" * 8 + b"\x02", "undecodable.unknown_fingerprint"),
+    "truncated body": (encode_event(record())[:40], "undecodable.truncated_body"),
+    "missing eventTime": (encode_event({k: v for k, v in record().items() if k != "eventTime"}),
+                          "invalid.eventTime.required"),
+    "bad eventTime": (encode_event(record(eventTime="yesterday")), "invalid.eventTime.format"),
+    "bad account": (encode_event(record(recipientAccountId="12")), "invalid.recipientAccountId.format"),
+}
+
+
+@pytest.mark.parametrize(("value", "reason"), BAD.values(), ids=BAD.keys())
+def test_bad_input_becomes_a_dead_letter_with_its_reason_and_the_batch_goes_on(value: bytes | None,
+                                                                              reason: str) -> None:
+    good = encode_event(record())
+    outcome = run(message(value, 0), message(good, 1))
+    assert [(r.reason, r.message.offset, r.message.value) for r in outcome.rejected] == [(reason, 0, value)]
+    assert outcome.rejected[0].detail
+    assert len(outcome.deliveries) == 2
