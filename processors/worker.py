@@ -140,7 +140,7 @@ class ProcessorWorker:
     def close(self) -> None:
         self.consumer.close()
         self.feed.close()
-        self.producer.flush(KAFKA_TIMEOUT_S)
+        self.producer.close()
 
     def _check_copartitioned(self) -> None:
         metadata = self.consumer.list_topics(timeout=KAFKA_TIMEOUT_S).topics

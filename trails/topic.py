@@ -133,6 +133,7 @@ def apply_trails(settings: Settings, trails: Iterable[Trail], timeout_s: float =
         producer.produce(settings.topics.trails, key=arn.encode(), value=None, on_delivery=delivered)
         outcome[arn] = "deleted"
     unsent = producer.flush(timeout_s)
+    producer.close()
     if failures or unsent:
         raise KafkaException(KafkaError(KafkaError._FAIL, "trails not published: " + "; ".join(
             failures or [f"{unsent} definition(s) unacknowledged after {timeout_s:.0f} s"])))

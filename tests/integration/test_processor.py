@@ -30,7 +30,7 @@ from schemas.codec import encode_event
 from trails.definitions import load_trails
 from trails.topic import apply_trails
 
-TRAILS_FILE = Path(__file__).parents[1] / "data" / "trails" / "three-org-trails.yaml"
+TRAILS_FILE = Path(__file__).parents[2] / "deploy" / "trails.demo.yaml"
 TRAILS = load_trails(TRAILS_FILE)
 START = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
@@ -200,11 +200,11 @@ def test_sigkill_twice_mid_stream_loses_nothing_and_doubles_nothing(settings: Se
 
 
 MALFORMED_KINDS = (
-    lambda i: f"not avro {i}".encode(),                                   # bad marker
-    lambda i: orjson.dumps({"eventID": str(uuid.UUID(int=i))}),           # JSON instead of Avro
-    lambda i: b"\xc3\x01" + i.to_bytes(8, "little"),                      # unknown schema fingerprint
-    lambda i: encode_event(simulate(1, seed=i)[0])[:60],                  # truncated body
-    lambda i: encode_event({**simulate(1, seed=i)[0], "eventTime": "soon"}),  # valid Avro, invalid record
+    lambda i, record: f"not avro {i}".encode(),                            # bad marker
+    lambda i, record: orjson.dumps(record),                                # JSON instead of Avro
+    lambda i, record: b"\xc3\x01" + i.to_bytes(8, "little"),               # unknown schema fingerprint
+    lambda i, record: encode_event(record)[:60],                           # truncated body
+    lambda i, record: encode_event({**record, "eventTime": "soon"}),       # valid Avro, invalid record
 )
 
 
@@ -212,7 +212,8 @@ def test_malformed_input_goes_to_the_dead_letter_topic_and_no_valid_event_is_los
         settings: Settings, processors: Processors) -> None:
     records = simulate(5_000, seed=12, duplicates=0.0)
     valid = [(r["eventID"].encode(), encode_event(r)) for r in records]
-    malformed = [(f"bad-{i}".encode(), MALFORMED_KINDS[i % len(MALFORMED_KINDS)](i)) for i in range(1_000)]
+    malformed = [(f"bad-{i}".encode(), MALFORMED_KINDS[i % len(MALFORMED_KINDS)](i, records[i]))
+                 for i in range(1_000)]
     producer = Producer(settings.kafka_config(**{"enable.idempotence": True}))
     for i, (key, value) in enumerate(valid):
         producer.produce(settings.topics.events, value, key)

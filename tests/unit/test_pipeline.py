@@ -14,7 +14,7 @@ from processors.selectors import Selection
 from schemas.codec import decode_event, encode_event
 from trails.definitions import load_trails
 
-TRAILS = load_trails(Path(__file__).resolve().parents[1] / "data" / "trails" / "three-org-trails.yaml")
+TRAILS = load_trails(Path(__file__).resolve().parents[2] / "deploy" / "trails.demo.yaml")
 ARN = {trail.name: trail.arn for trail in TRAILS}
 
 
