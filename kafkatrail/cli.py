@@ -121,23 +121,36 @@ def cmd_trails_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    from kafkatrail.logs import configure_json_logging
-    from processors.worker import ProcessorWorker, serve_metrics
+WORKER_ROLES = {
+    "processors": ("processors.worker", "ProcessorWorker"),
+    "s3": ("sinks.s3", "S3Sink"),
+    "cloudwatch": ("sinks.cloudwatch", "CloudWatchSink"),
+}
 
-    processors: dict[str, Any] = {}
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import importlib
+
+    from kafkatrail.logs import configure_json_logging
+    from kafkatrail.metrics import serve_metrics
+
+    section: dict[str, Any] = {}
     if args.instance_id:
-        processors["instance_id"] = args.instance_id
+        if args.role != "processors":
+            raise SettingsError("--instance-id: only processors have one (their transactional id)")
+        section["instance_id"] = args.instance_id
     if args.metrics_port is not None:
-        processors["metrics_port"] = args.metrics_port
-    settings = load_settings(args.config, **({"processors": processors} if processors else {}))
+        section["metrics_port"] = args.metrics_port
+    settings = load_settings(args.config, **({args.role: section} if section else {}))
+    role_settings = getattr(settings, args.role)
     configure_json_logging()
     try:
-        serve_metrics(settings)
+        serve_metrics(role_settings.metrics_host, role_settings.metrics_port)
     except OSError as exc:
         print(f"kafkatrail: error: {exc}", file=sys.stderr)
         return 1
-    worker = ProcessorWorker(settings)
+    module, name = WORKER_ROLES[args.role]
+    worker = getattr(importlib.import_module(module), name)(settings)
     worker.install_signal_handlers()
     worker.run()
     return 0
@@ -206,10 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     trails_commands.add_parser("list", help="the trails on the topic").set_defaults(func=cmd_trails_list)
 
     worker = commands.add_parser("worker", help="run a pipeline role until SIGTERM")
-    worker.add_argument("role", choices=["processors"], help="processors: validate, dedupe, select per trail")
-    worker.add_argument("--instance-id", help="stable id of this process among its role's processes "
+    worker.add_argument("role", choices=sorted(WORKER_ROLES), help="processors: validate, dedupe, select per "
+                        "trail; s3: log files and SNS notifications; cloudwatch: CloudWatch Logs")
+    worker.add_argument("--instance-id", help="processors: stable id of this process among the processors "
                                               "(default: the host name)")
-    worker.add_argument("--metrics-port", type=int, help="port of /metrics (0: off; default 9464)")
+    worker.add_argument("--metrics-port", type=int, help="port of /metrics (0: off; defaults 9464, 9465, 9466)")
     worker.set_defaults(func=cmd_worker)
 
     demo = commands.add_parser("demo", help="run the pipeline on a throwaway local stack and show what happened")

@@ -67,6 +67,33 @@ class ProcessorSettings(BaseModel):
     metrics_port: int = Field(9464, ge=0, le=65535, description="0: do not serve /metrics")
 
 
+class S3SinkSettings(BaseModel):
+    """How the S3 sink (`kafkatrail worker s3`) batches the delivery topic into CloudTrail log files."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group_id: str = Field("kafkatrail-s3", min_length=1)
+    flush_interval_s: float = Field(300.0, ge=1, description="a log file is closed this long after it opened")
+    max_file_records: int = Field(50_000, ge=1, description="a log file is closed at this many records")
+    max_file_bytes: int = Field(64 * 2**20, ge=1024, description="...or at this much uncompressed JSON")
+    gzip_level: int = Field(6, ge=1, le=9)
+    retry_max_backoff_s: float = Field(30.0, gt=0, description="S3 and SNS calls are retried forever, backing off")
+    metrics_host: str = Field("127.0.0.1")
+    metrics_port: int = Field(9465, ge=0, le=65535, description="0: do not serve /metrics")
+
+
+class CloudWatchSinkSettings(BaseModel):
+    """How the CloudWatch Logs sink (`kafkatrail worker cloudwatch`) batches PutLogEvents calls."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group_id: str = Field("kafkatrail-cloudwatch", min_length=1)
+    flush_interval_s: float = Field(5.0, gt=0, description="pending events are sent at least this often")
+    retry_max_backoff_s: float = Field(30.0, gt=0, description="calls are retried forever, backing off")
+    metrics_host: str = Field("127.0.0.1")
+    metrics_port: int = Field(9466, ge=0, le=65535, description="0: do not serve /metrics")
+
+
 class TopicNames(BaseModel):
     """The Kafka topics of DESIGN.md, all under one prefix."""
 
@@ -77,6 +104,7 @@ class TopicNames(BaseModel):
     notifications: str
     trails: str
     dedupe_changelog: str
+    s3_journal: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TopicNames:
@@ -88,6 +116,7 @@ class TopicNames(BaseModel):
             notifications=f"{prefix}.notifications",
             trails=f"{prefix}.trails",
             dedupe_changelog=f"{prefix}.processors.dedupe-changelog",
+            s3_journal=f"{prefix}.sinks.s3-journal",
         )
 
 
@@ -106,6 +135,8 @@ class Settings(BaseSettings):
     topic_replication_factor: int = Field(-1, ge=-1, description="-1: the cluster's default.replication.factor")
     stack: StackSettings = Field(default_factory=StackSettings)
     processors: ProcessorSettings = Field(default_factory=ProcessorSettings)
+    s3: S3SinkSettings = Field(default_factory=S3SinkSettings)
+    cloudwatch: CloudWatchSinkSettings = Field(default_factory=CloudWatchSinkSettings)
 
     @property
     def topics(self) -> TopicNames:

@@ -8,6 +8,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kafkatrail.settings import Settings
 
 ADMIN_TIMEOUT_S = 30
+JOURNAL_RETENTION_MS = 30 * 86_400_000
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
@@ -15,7 +16,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 
     The trails topic is compacted (latest definition per trail wins). The processors' dedupe changelog
     keeps what the dedupe window needs, plus one bucket, and must have as many partitions as the events
-    topic: changelog partition p holds the state of events partition p.
+    topic: changelog partition p holds the state of events partition p. The S3 sink's journal (which
+    files hold which delivery records) is kept 30 days, as long as CloudTrail retries a delivery.
     """
     names = settings.topics
     processors = settings.processors
@@ -23,12 +25,13 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     configs = {
         names.trails: {"cleanup.policy": "compact"},
         names.dedupe_changelog: {"cleanup.policy": "delete", "retention.ms": str(changelog_retention_ms)},
+        names.s3_journal: {"cleanup.policy": "delete", "retention.ms": str(JOURNAL_RETENTION_MS)},
     }
     return [
         NewTopic(name, num_partitions=settings.topic_partitions,
                  replication_factor=settings.topic_replication_factor, config=configs.get(name, {}))
         for name in (names.events, names.dlq, names.delivery, names.insights, names.notifications, names.trails,
-                     names.dedupe_changelog)
+                     names.dedupe_changelog, names.s3_journal)
     ]
 
 

@@ -57,7 +57,6 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from prometheus_client import start_http_server
 
 from kafkatrail.settings import Settings
 from processors.dedupe import DedupeWindow, changelog_record
@@ -313,14 +312,3 @@ class ProcessorWorker:
 
     def _report_dedupe_size(self) -> None:
         self.metrics.dedupe_entries.set(sum(len(window) for window in self.windows.values()))
-
-
-def serve_metrics(settings: Settings) -> None:
-    """Serve /metrics on the configured address (port 0 turns it off)."""
-    config = settings.processors
-    if config.metrics_port:
-        try:
-            start_http_server(config.metrics_port, addr=config.metrics_host)
-        except OSError as exc:
-            raise OSError(f"cannot serve /metrics on {config.metrics_host}:{config.metrics_port}: "
-                          f"{exc.strerror} (set processors.metrics_port, or --metrics-port 0)") from None
