@@ -78,6 +78,7 @@ class S3SinkSettings(BaseModel):
     max_file_bytes: int = Field(64 * 2**20, ge=1024, description="...or at this much uncompressed JSON")
     gzip_level: int = Field(6, ge=1, le=9)
     retry_max_backoff_s: float = Field(30.0, gt=0, description="S3 and SNS calls are retried forever, backing off")
+    session_timeout_s: int = Field(10, ge=6, description="a sink silent this long leaves the group")
     metrics_host: str = Field("127.0.0.1")
     metrics_port: int = Field(9465, ge=0, le=65535, description="0: do not serve /metrics")
 

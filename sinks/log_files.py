@@ -31,9 +31,19 @@ def unique_part(rng: random.Random | None = None) -> str:
     return "".join((rng or random.SystemRandom()).choices(UNIQUE_ALPHABET, k=16))
 
 
-def log_file_body(records: Iterable[dict[str, Any]], compresslevel: int = 6) -> bytes:
-    """One gzip member holding compact `{"Records":[...]}`; refuses an empty file as CloudTrail never writes one."""
-    content = b'{"Records":[' + b",".join(orjson.dumps(r) for r in records) + b"]}"
+def log_file_content(json_records: Iterable[bytes]) -> bytes:
+    """The decompressed content of a log file, `{"Records":[...]}`, from records already in JSON."""
+    content = b'{"Records":[' + b",".join(json_records) + b"]}"
     if content == b'{"Records":[]}':
         raise ValueError("records: a log file holds at least one record")
+    return content
+
+
+def compress(content: bytes, compresslevel: int = 6) -> bytes:
+    """One gzip member with a fixed header (mtime 0), so the same content always gives the same bytes."""
     return gzip.compress(content, compresslevel=compresslevel, mtime=0)
+
+
+def log_file_body(records: Iterable[dict[str, Any]], compresslevel: int = 6) -> bytes:
+    """One gzip member holding compact `{"Records":[...]}`; refuses an empty file as CloudTrail never writes one."""
+    return compress(log_file_content(orjson.dumps(r) for r in records), compresslevel)

@@ -4,172 +4,53 @@ trail changes without a restart. The processor runs as `kafkatrail worker proces
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from kafkatrail.settings import Settings
 from kafkatrail.stack import Endpoints
 from kafkatrail.topics import create_topics
-from processors.selectors import Selection
-from producers.event_producer import EventProducer
-from producers.simulator import Limit, TrafficModel, TrafficSimulator
 from schemas.codec import encode_event
-from trails.definitions import load_trails
+from tests.integration.pipeline import (
+    TRAILS,
+    Workers,
+    delivered_pairs,
+    expected_pairs,
+    fresh_settings,
+    publish,
+    read_topic,
+    simulate,
+    wait_for_progress,
+)
 from trails.topic import apply_trails
-
-TRAILS_FILE = Path(__file__).parents[2] / "deploy" / "trails.demo.yaml"
-TRAILS = load_trails(TRAILS_FILE)
-START = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
 
 @pytest.fixture
 def settings(stack: Endpoints) -> Settings:
     """Fresh topics and consumer group per test, with the three organization trails applied."""
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    settings = Settings(bootstrap_servers=stack.bootstrap_servers, topic_prefix=prefix,
-                        processors={"group_id": f"{prefix}-processors", "session_timeout_s": 6,
-                                    "metrics_port": 0})
+    settings = fresh_settings(stack.bootstrap_servers)
     create_topics(settings)
     apply_trails(settings, TRAILS)
     return settings
 
 
-class Processors:
-    """Starts and kills `kafkatrail worker processors` subprocesses; stops whatever is left at the end."""
-
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
-        self.settings = settings
-        self.log_dir = log_dir
-        self.running: list[subprocess.Popen[bytes]] = []
-        self.env = {
-            **os.environ,
-            "KAFKATRAIL_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "KAFKATRAIL_TOPIC_PREFIX": settings.topic_prefix,
-            "KAFKATRAIL_PROCESSORS__GROUP_ID": settings.processors.group_id,
-            "KAFKATRAIL_PROCESSORS__SESSION_TIMEOUT_S": str(settings.processors.session_timeout_s),
-        }
-
-    def start(self, instance_id: str = "p0") -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"processor-{instance_id}-{len(self.running)}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kafkatrail.cli", "worker", "processors", "--instance-id", instance_id,
-             "--metrics-port", "0"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        self.running.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        for process in self.running:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.running:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-
-    def log_tail(self) -> str:
-        return "\n".join(path.read_text()[-2000:] for path in sorted(self.log_dir.glob("processor-*.log")))
-
-
 @pytest.fixture
-def processors(settings: Settings, tmp_path: Path) -> Iterator[Processors]:
-    runner = Processors(settings, tmp_path)
+def processors(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
+    workers = Workers(settings, tmp_path)
     try:
-        yield runner
+        yield workers
     finally:
-        runner.stop_all()
-
-
-def committed_and_end(settings: Settings) -> tuple[int, int]:
-    """(offsets the processors' group has committed, messages in the events topic), summed over partitions."""
-    consumer = Consumer(settings.kafka_config(**{"group.id": settings.processors.group_id}))
-    try:
-        topic = settings.topics.events
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        tps = [TopicPartition(topic, p) for p in partitions]
-        committed = sum(max(tp.offset, 0) for tp in consumer.committed(tps, timeout=30))
-        end = sum(consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in tps)
-        return committed, end
-    finally:
-        consumer.close()
-
-
-def wait_for_progress(settings: Settings, processors: Processors, share: float, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        committed, end = committed_and_end(settings)
-        if committed >= share * end:
-            return
-        assert all(p.poll() is None for p in processors.running[-1:]), processors.log_tail()
-        time.sleep(0.2)
-    raise AssertionError(f"processors did not reach {share:.0%} of the input in {timeout_s} s:\n"
-                         f"{processors.log_tail()}")
-
-
-def read_committed(settings: Settings, topic: str, isolation: str = "read_committed") -> list[Any]:
-    """Every message a read_committed reader sees in `topic`, read to the end of each partition."""
-    consumer = Consumer(settings.kafka_config(**{
-        "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest", "enable.partition.eof": True,
-        "isolation.level": isolation, "enable.auto.commit": False}))
-    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    pending, messages = set(partitions), []
-    deadline = time.monotonic() + 120
-    while pending and time.monotonic() < deadline:
-        for message in consumer.consume(10_000, timeout=0.5):
-            error = message.error()
-            if error is None:
-                messages.append(message)
-            elif error.code() == KafkaError._PARTITION_EOF:
-                pending.discard(message.partition())
-            else:
-                raise AssertionError(error.str())
-    consumer.close()
-    assert not pending, f"{topic}: partitions {sorted(pending)} not read to their end"
-    return messages
-
-
-def delivered_pairs(settings: Settings) -> Counter[tuple[str, str]]:
-    """(trail ARN, eventID) -> copies in the delivery topic."""
-    pairs: Counter[tuple[str, str]] = Counter()
-    for message in read_committed(settings, settings.topics.delivery):
-        trail_arn = message.key().decode().split("|")[0]
-        pairs[trail_arn, orjson.loads(message.value())["eventID"]] += 1
-    return pairs
-
-
-def expected_pairs(records: list[dict[str, Any]], trails: Any = TRAILS) -> set[tuple[str, str]]:
-    selection = Selection(trails)
-    return {(trail.arn, record["eventID"]) for record in records for trail in selection.select(record)}
-
-
-def simulate(count: int, seed: int, duplicates: float = 0.05) -> list[dict[str, Any]]:
-    model = TrafficModel(rate=2_000, seed=seed, start=START, duplicate_rate=duplicates)
-    return list(TrafficSimulator(model).records(Limit(count=count)))
-
-
-def publish(settings: Settings, records: list[dict[str, Any]]) -> None:
-    with EventProducer(settings) as producer:
-        for record in records:
-            producer.emit(record)
+        workers.stop_all()
 
 
 def test_sigkill_twice_mid_stream_loses_nothing_and_doubles_nothing(settings: Settings,
-                                                                    processors: Processors) -> None:
+                                                                    processors: Workers) -> None:
     records = simulate(200_000, seed=11)
     repeats = len(records) - len({r["eventID"] for r in records})
     assert 8_000 < repeats < 12_000, "about 5% of the input repeats an eventID"
@@ -179,8 +60,7 @@ def test_sigkill_twice_mid_stream_loses_nothing_and_doubles_nothing(settings: Se
     processors.start()
     for share in (0.3, 0.65):
         wait_for_progress(settings, processors, share)
-        processors.running[-1].kill()
-        processors.running[-1].wait(10)
+        processors.kill()
         processors.start()
     wait_for_progress(settings, processors, 1.0)
     elapsed = time.monotonic() - began
@@ -193,7 +73,7 @@ def test_sigkill_twice_mid_stream_loses_nothing_and_doubles_nothing(settings: Se
     assert set(delivered) == expected, (f"missing {len(expected - set(delivered))}, "
                                         f"unexpected {len(set(delivered) - expected)}")
     assert len({trail for trail, _ in expected}) == 3
-    aborted = len(read_committed(settings, settings.topics.delivery, "read_uncommitted")) - sum(delivered.values())
+    aborted = len(read_topic(settings, settings.topics.delivery, "read_uncommitted")) - sum(delivered.values())
     print(f"\nkill test: {len(records):,} events ({repeats:,} repeats), 2 SIGKILLs, {len(expected):,} "
           f"(trail, eventID) pairs delivered exactly once in {elapsed:.1f} s; {aborted:,} records of "
           "transactions the kills interrupted stay invisible")
@@ -209,7 +89,7 @@ MALFORMED_KINDS = (
 
 
 def test_malformed_input_goes_to_the_dead_letter_topic_and_no_valid_event_is_lost(
-        settings: Settings, processors: Processors) -> None:
+        settings: Settings, processors: Workers) -> None:
     records = simulate(5_000, seed=12, duplicates=0.0)
     valid = [(r["eventID"].encode(), encode_event(r)) for r in records]
     malformed = [(f"bad-{i}".encode(), MALFORMED_KINDS[i % len(MALFORMED_KINDS)](i, records[i]))
@@ -225,7 +105,7 @@ def test_malformed_input_goes_to_the_dead_letter_topic_and_no_valid_event_is_los
     processors.start()
     wait_for_progress(settings, processors, 1.0)
 
-    dead = read_committed(settings, settings.topics.dlq)
+    dead = read_topic(settings, settings.topics.dlq)
     assert sorted((m.key(), m.value()) for m in dead) == sorted(malformed)
     reasons = Counter(dict(m.headers())["kafkatrail.reason"].decode() for m in dead)
     assert reasons == {"undecodable.bad_marker": 400, "undecodable.unknown_fingerprint": 200,
@@ -236,7 +116,7 @@ def test_malformed_input_goes_to_the_dead_letter_topic_and_no_valid_event_is_los
     assert set(delivered_pairs(settings)) == expected_pairs(records)
 
 
-def test_a_duplicate_arriving_after_a_restart_is_still_dropped(settings: Settings, processors: Processors) -> None:
+def test_a_duplicate_arriving_after_a_restart_is_still_dropped(settings: Settings, processors: Workers) -> None:
     first = simulate(2_000, seed=13, duplicates=0.0)
     publish(settings, first)
     processors.start()
@@ -253,7 +133,7 @@ def test_a_duplicate_arriving_after_a_restart_is_still_dropped(settings: Setting
     assert set(delivered) == expected_pairs(first + later)
 
 
-def test_a_changed_trail_takes_effect_without_a_restart(settings: Settings, processors: Processors) -> None:
+def test_a_changed_trail_takes_effect_without_a_restart(settings: Settings, processors: Workers) -> None:
     processors.start()
     before = simulate(1_000, seed=15, duplicates=0.0)
     publish(settings, before)

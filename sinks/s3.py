@@ -1,0 +1,343 @@
+"""`kafkatrail worker s3`: the delivery topic into CloudTrail log files in S3, exactly once, plus notifications.
+
+A plain confluent-kafka consumer (group `s3.group_id`, read_committed, manual commits). Records are
+batched per delivery key (trail, account, region) by `sinks.s3_batches`; a closed batch becomes one
+log file: `{"Records":[...]}` in one gzip member, at the key spec/delivery.md gives, SSE-S3 or SSE-KMS
+when the trail has a KmsKeyId.
+
+Exactly once in S3, the argument:
+1. Before a file is stored, its span (delivery key, first and last offset, object key) is written to the
+   journal topic and acknowledged (acks=all). From then on the file is defined: its records are the
+   records of that key between those offsets, and its name is fixed.
+2. The file is then stored with PutObject, retried with backoff until S3 takes it (never dropped; while
+   S3 is down the sink waits and lag grows). The journal gets a `stored` record.
+3. Offsets are committed only between files, never while one is journaled but unstored, and the committed
+   offset is the first record of the oldest batch still open. The commit's metadata holds the journal
+   offset from which every span that reaches past the committed offset can be read again.
+4. On (re)assignment the sink reads those spans and resumes at the committed offset: records of spans
+   that began before it are skipped (stored before that commit), spans that began after it are rebuilt
+   under their journaled key from the same records (same bytes: PutObject overwrites an identical
+   object), and everything else is batched afresh (`sinks.s3_batches`).
+A kill at any point therefore leaves each (trail, eventID) in exactly one file; the processors already
+deliver each pair once. Replaying the delivery topic from offset 0 with the journal rebuilds the same
+objects. Notifications (SNS and the `notifications` topic) are at-least-once: a rebuilt file is announced
+again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import signal
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import orjson
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from kafkatrail.settings import Settings
+from sinks.journal import FileSpan
+from sinks.log_files import compress, log_file_content, log_file_key, unique_part
+from sinks.s3_batches import ClosedBatch, PartitionBatches
+from trails.model import Trail
+from trails.topic import TrailFeed
+
+log = logging.getLogger(__name__)
+
+KAFKA_TIMEOUT_S = 30.0
+AWS_CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=15, retries={"max_attempts": 3, "mode": "standard"})
+COMMIT_EVERY_S = 1.0
+EVENT_TIME_MARK = b'"eventTime":"'
+PERMANENT_SNS_ERRORS = frozenset({"NotFound", "NotFoundException", "AuthorizationError", "InvalidParameter",
+                                  "InvalidParameterValue"})
+
+
+class S3SinkMetrics:
+    """What the S3 sink serves on /metrics."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.files = Counter("kafkatrail_s3_files_written_total", "Log files stored", ["kind"], registry=registry)
+        self.bytes = Counter("kafkatrail_s3_bytes_written_total", "Compressed bytes stored", registry=registry)
+        self.events = Counter("kafkatrail_s3_events_delivered_total", "Records stored in log files",
+                              registry=registry)
+        self.skipped = Counter("kafkatrail_s3_events_skipped_total", "Records not written, by reason", ["reason"],
+                               registry=registry)
+        self.retries = Counter("kafkatrail_s3_retries_total", "Retried AWS calls", ["call"], registry=registry)
+        self.errors = Counter("kafkatrail_s3_errors_total", "AWS call errors, by call and code", ["call", "code"],
+                              registry=registry)
+        self.notifications = Counter("kafkatrail_s3_notifications_total", "SNS notifications published",
+                                     registry=registry)
+        self.latency = Histogram(
+            "kafkatrail_s3_event_to_stored_seconds", "From a record's eventTime to its file being stored",
+            buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600), registry=registry)
+        self.oldest_open_batch = Gauge("kafkatrail_s3_oldest_open_batch_age_seconds",
+                                       "Age of the oldest log file still collecting records", registry=registry)
+        self.lag = Gauge("kafkatrail_s3_consumer_lag_records", "Delivery records not yet committed",
+                         registry=registry)
+
+
+class S3Sink:
+    """One S3 sink process of the sink's consumer group."""
+
+    def __init__(self, settings: Settings, metrics: S3SinkMetrics | None = None) -> None:
+        self.settings = settings
+        self.config = settings.s3
+        self.topics = settings.topics
+        self.metrics = metrics or S3SinkMetrics()
+        self.trails: dict[str, Trail] = {}
+        self.partitions: dict[int, PartitionBatches] = {}
+        self._journal_spans: dict[int, list[tuple[int, int]]] = {}
+        self._journal_next: dict[int, int] = {}
+        self._stopping = False
+        self._last_commit = 0.0
+        self.feed = TrailFeed(settings, self._trail_changed)
+        self.s3 = boto3.client("s3", config=AWS_CLIENT_CONFIG)
+        self.sns = boto3.client("sns", config=AWS_CLIENT_CONFIG)
+        self.journal = Producer(settings.kafka_config(**{
+            "enable.idempotence": True, "acks": "all", "linger.ms": 0}))
+        self.consumer = Consumer(settings.kafka_config(**{
+            "group.id": self.config.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "session.timeout.ms": self.config.session_timeout_s * 1000,
+        }))
+
+    def run(self) -> None:
+        """Write log files until `stop()`."""
+        self.feed.catch_up()
+        self.consumer.subscribe([self.topics.delivery], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+        log.info("s3 sink started", extra={"group_id": self.config.group_id, "trails": len(self.trails)})
+        try:
+            while not self._stopping:
+                self.feed.poll()
+                for message in self.consumer.consume(1000, timeout=0.2):
+                    self._take(message)
+                self._flush_expired()
+                if time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
+                    self._commit()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop())
+
+    def close(self) -> None:
+        self._commit()
+        self.consumer.close()
+        self.feed.close()
+        self.journal.flush(KAFKA_TIMEOUT_S)
+        self.journal.close()
+
+    def _trail_changed(self, arn: str, trail: Trail | None) -> None:
+        if trail is None:
+            self.trails.pop(arn, None)
+        else:
+            self.trails[arn] = trail
+
+    def _take(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.fatal():
+                raise KafkaException(error)
+            log.warning("consumer error", extra={"error": error.str()})
+            return
+        batches = self.partitions.get(message.partition())
+        if batches is None:
+            return
+        closed = batches.add(message.key().decode(), message.offset(), message.value(), time.monotonic())
+        if closed is not None:
+            self._write(batches.partition, closed)
+
+    def _flush_expired(self) -> None:
+        now = time.monotonic()
+        oldest = 0.0
+        for batches in self.partitions.values():
+            for closed in batches.expired(now):
+                self._write(batches.partition, closed)
+            oldest = max(oldest, batches.oldest_open_age(now))
+        self.metrics.oldest_open_batch.set(oldest)
+
+    def _write(self, partition: int, batch: ClosedBatch) -> None:
+        trail_arn, account, region = batch.delivery_key.split("|")
+        trail = self.trails.get(trail_arn)
+        span = batch.replaying
+        if span is None and trail is None:
+            self.metrics.skipped.labels("trail_deleted").inc(len(batch.values))
+            log.warning("records of a deleted trail not written", extra={"trail_arn": trail_arn,
+                                                                        "records": len(batch.values)})
+            return
+        content = log_file_content(batch.values)
+        body = compress(content, self.config.gzip_level)
+        if span is None:
+            span = self._journal_file(partition, batch, trail, account, region, content, body)
+        self._put(span, body, trail)
+        self.journal.produce(self.topics.s3_journal, span.to_journal("stored"), batch.delivery_key.encode(),
+                             partition=partition)
+        self._notify(span, trail)
+        self._count(span, body, batch, kind="rebuilt" if batch.replaying else "new")
+        self._commit()
+
+    def _journal_file(self, partition: int, batch: ClosedBatch, trail: Trail, account: str, region: str,
+                      content: bytes, body: bytes) -> FileSpan:
+        times = sorted(_event_time(value) for value in batch.values)
+        delivered_at = datetime.now(UTC)
+        span = FileSpan(
+            partition=partition, delivery_key=batch.delivery_key, first_offset=batch.first_offset,
+            last_offset=batch.last_offset, bucket=trail.s3_bucket_name,
+            object_key=log_file_key(account, region, delivered_at, unique_part(), prefix=trail.s3_key_prefix or ""),
+            records=len(batch.values), sha256=hashlib.sha256(content).hexdigest(), compressed_bytes=len(body),
+            oldest_event_time=times[0], newest_event_time=times[-1],
+            delivered_at=delivered_at.isoformat(timespec="seconds").replace("+00:00", "Z"))
+        written: list[int] = []
+
+        def delivered(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                raise KafkaException(error)
+            written.append(message.offset())
+
+        self.journal.produce(self.topics.s3_journal, span.to_journal("file"), batch.delivery_key.encode(),
+                             partition=partition, on_delivery=delivered)
+        while not written:
+            self.journal.flush(KAFKA_TIMEOUT_S)
+        self._journal_spans.setdefault(partition, []).append((written[0], span.last_offset))
+        self._journal_next[partition] = written[0] + 1
+        return span
+
+    def _put(self, span: FileSpan, body: bytes, trail: Trail | None) -> None:
+        encryption: dict[str, Any] = {"ServerSideEncryption": "AES256"}
+        if trail is not None and trail.kms_key_id:
+            encryption = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": trail.kms_key_id}
+        self._call_until_done("put_object", lambda: self.s3.put_object(
+            Bucket=span.bucket, Key=span.object_key, Body=body, **encryption))
+
+    def _notify(self, span: FileSpan, trail: Trail | None) -> None:
+        notice = orjson.dumps({"s3Bucket": span.bucket, "s3ObjectKey": [span.object_key]})
+        self.journal.produce(self.topics.notifications, notice, span.trail_arn.encode())
+        if trail is None or not trail.sns_topic_name:
+            return
+        topic_arn = trail.sns_topic_name
+        if not topic_arn.startswith("arn:"):
+            topic_arn = f"arn:{trail.partition}:sns:{trail.home_region}:{trail.account_id}:{trail.sns_topic_name}"
+        try:
+            self._call_until_done("publish", lambda: self.sns.publish(TopicArn=topic_arn, Message=notice.decode()),
+                                  permanent=PERMANENT_SNS_ERRORS)
+            self.metrics.notifications.inc()
+        except ClientError as exc:
+            log.error("SNS notification not published", extra={"topic_arn": topic_arn, "error": str(exc)})
+
+    def _call_until_done(self, call: str, attempt: Any, permanent: frozenset[str] = frozenset()) -> Any:
+        """Retry an AWS call with exponential backoff and jitter until it succeeds or fails permanently."""
+        delay = 0.2
+        while True:
+            try:
+                return attempt()
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "Unknown")
+                self.metrics.errors.labels(call, code).inc()
+                if code in permanent:
+                    raise
+            except BotoCoreError as exc:
+                self.metrics.errors.labels(call, type(exc).__name__).inc()
+                code = type(exc).__name__
+            self.metrics.retries.labels(call).inc()
+            log.warning("AWS call failed; retrying", extra={"call": call, "code": code, "retry_in_s": delay})
+            time.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.config.retry_max_backoff_s)
+            self.feed.poll()
+
+    def _count(self, span: FileSpan, body: bytes, batch: ClosedBatch, kind: str) -> None:
+        self.metrics.files.labels(kind).inc()
+        self.metrics.bytes.inc(len(body))
+        self.metrics.events.inc(len(batch.values))
+        now = time.time()
+        observe = self.metrics.latency.observe
+        for value in batch.values:
+            observe(now - datetime.fromisoformat(_event_time(value).replace("Z", "+00:00")).timestamp())
+
+    def _commit(self) -> None:
+        self._last_commit = time.monotonic()
+        offsets = []
+        assigned = [TopicPartition(self.topics.delivery, p) for p in self.partitions]
+        positions = {tp.partition: tp.offset for tp in self.consumer.position(assigned)} if assigned else {}
+        for partition, batches in self.partitions.items():
+            committed = batches.commit_offset(positions.get(partition))
+            spans = [(jo, last) for jo, last in self._journal_spans.get(partition, []) if last >= committed]
+            self._journal_spans[partition] = spans
+            journal_from = min((jo for jo, _ in spans), default=self._journal_next.get(partition, 0))
+            offsets.append(TopicPartition(self.topics.delivery, partition, committed,
+                                          metadata=orjson.dumps({"journal": journal_from}).decode()))
+        if offsets:
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._NO_OFFSET:
+                    log.warning("offset commit failed", extra={"error": exc.args[0].str()})
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        committed = consumer.committed(partitions, timeout=KAFKA_TIMEOUT_S)
+        for tp in committed:
+            start = tp.offset if tp.offset >= 0 else 0
+            journal_from = orjson.loads(tp.metadata)["journal"] if tp.metadata else 0
+            spans = self._read_journal(tp.partition, journal_from, start)
+            self.partitions[tp.partition] = PartitionBatches(
+                tp.partition, start, spans, max_records=self.config.max_file_records,
+                max_bytes=self.config.max_file_bytes, flush_interval_s=self.config.flush_interval_s)
+        log.info("partitions assigned", extra={"partitions": [tp.partition for tp in partitions]})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit()
+        self._on_lost(consumer, partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.partitions.pop(tp.partition, None)
+            self._journal_spans.pop(tp.partition, None)
+        log.info("partitions revoked", extra={"partitions": [tp.partition for tp in partitions]})
+
+    def _read_journal(self, partition: int, journal_from: int, committed: int) -> list[FileSpan]:
+        """Journaled spans of `partition` that reach the committed offset or beyond."""
+        reader = Consumer(self.settings.kafka_config(**{
+            "group.id": f"{self.config.group_id}-journal-reader", "enable.auto.commit": False,
+            "enable.partition.eof": True}))
+        spans: list[FileSpan] = []
+        positions: list[tuple[int, int]] = []
+        next_offset = journal_from
+        try:
+            reader.assign([TopicPartition(self.topics.s3_journal, partition, journal_from or OFFSET_BEGINNING)])
+            deadline = time.monotonic() + 10 * KAFKA_TIMEOUT_S
+            while time.monotonic() < deadline:
+                for message in reader.consume(10_000, timeout=0.5):
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            self._journal_spans[partition] = positions
+                            self._journal_next[partition] = next_offset
+                            return spans
+                        raise KafkaException(error)
+                    next_offset = message.offset() + 1
+                    kind, span = FileSpan.from_journal(message.value())
+                    if kind == "file" and span.last_offset >= committed:
+                        spans.append(span)
+                        positions.append((message.offset(), span.last_offset))
+            raise TimeoutError(f"journal partition {partition} not read to its end")
+        finally:
+            reader.close()
+
+
+def _event_time(json_record: bytes) -> str:
+    """The eventTime of a compact CloudTrail JSON record, without parsing the record."""
+    start = json_record.find(EVENT_TIME_MARK) + len(EVENT_TIME_MARK)
+    return json_record[start:json_record.index(b'"', start)].decode()

@@ -1,0 +1,170 @@
+"""Helpers for the pipeline's integration tests: worker subprocesses, progress, reading topics, expectations."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from kafkatrail.settings import Settings
+from processors.selectors import Selection
+from producers.event_producer import EventProducer
+from producers.simulator import Limit, TrafficModel, TrafficSimulator
+from trails.definitions import load_trails
+
+TRAILS = load_trails(Path(__file__).parents[2] / "deploy" / "trails.demo.yaml")
+START = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+def fresh_settings(bootstrap_servers: str, **sections: Any) -> Settings:
+    """Settings with a fresh topic prefix and consumer groups, fast timeouts and no /metrics ports."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    return Settings(
+        bootstrap_servers=bootstrap_servers, topic_prefix=prefix,
+        processors={"group_id": f"{prefix}-processors", "session_timeout_s": 6, "metrics_port": 0},
+        s3={"group_id": f"{prefix}-s3", "metrics_port": 0, "session_timeout_s": 6, **sections.get("s3", {})},
+        cloudwatch={"group_id": f"{prefix}-cloudwatch", "metrics_port": 0})
+
+
+class Workers:
+    """Starts and kills `kafkatrail worker <role>` subprocesses; stops whatever is left at the end."""
+
+    def __init__(self, settings: Settings, log_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.running: dict[str, list[subprocess.Popen[bytes]]] = {}
+        self.env = {
+            **os.environ,
+            "KAFKATRAIL_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "KAFKATRAIL_TOPIC_PREFIX": settings.topic_prefix,
+            "KAFKATRAIL_PROCESSORS__GROUP_ID": settings.processors.group_id,
+            "KAFKATRAIL_PROCESSORS__SESSION_TIMEOUT_S": str(settings.processors.session_timeout_s),
+            "KAFKATRAIL_S3__GROUP_ID": settings.s3.group_id,
+            "KAFKATRAIL_S3__FLUSH_INTERVAL_S": str(settings.s3.flush_interval_s),
+            "KAFKATRAIL_S3__MAX_FILE_RECORDS": str(settings.s3.max_file_records),
+            "KAFKATRAIL_S3__SESSION_TIMEOUT_S": str(settings.s3.session_timeout_s),
+            **(env or {}),
+        }
+
+    def start(self, role: str = "processors") -> subprocess.Popen[bytes]:
+        started = self.running.setdefault(role, [])
+        log = (self.log_dir / f"{role}-{len(started)}.log").open("wb")
+        command = [sys.executable, "-m", "kafkatrail.cli", "worker", role, "--metrics-port", "0"]
+        if role == "processors":
+            command += ["--instance-id", "p0"]
+        process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        started.append(process)
+        return process
+
+    def latest(self, role: str = "processors") -> subprocess.Popen[bytes]:
+        return self.running[role][-1]
+
+    def kill(self, role: str = "processors") -> None:
+        process = self.latest(role)
+        process.kill()
+        process.wait(10)
+
+    def stop_all(self) -> None:
+        processes = [p for started in self.running.values() for p in started]
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+    def log_tail(self) -> str:
+        return "\n".join(f"--- {path.name}\n{path.read_text()[-3000:]}" for path in sorted(self.log_dir.glob("*.log")))
+
+    def assert_alive(self) -> None:
+        for role, started in self.running.items():
+            assert started[-1].poll() is None, f"the {role} worker exited:\n{self.log_tail()}"
+
+
+def committed_and_end(settings: Settings, group_id: str, topic: str) -> tuple[int, int]:
+    """(offsets `group_id` has committed in `topic`, messages in `topic`), summed over partitions."""
+    consumer = Consumer(settings.kafka_config(**{"group.id": group_id}))
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        tps = [TopicPartition(topic, p) for p in partitions]
+        committed = sum(max(tp.offset, 0) for tp in consumer.committed(tps, timeout=30))
+        end = sum(consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in tps)
+        return committed, end
+    finally:
+        consumer.close()
+
+
+def wait_for_progress(settings: Settings, workers: Workers, share: float, group_id: str | None = None,
+                      topic: str | None = None, timeout_s: float = 180) -> None:
+    """Wait until the group has committed `share` of the topic (default: the processors on the events)."""
+    group_id = group_id or settings.processors.group_id
+    topic = topic or settings.topics.events
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        committed, end = committed_and_end(settings, group_id, topic)
+        if end and committed >= share * end:
+            return
+        workers.assert_alive()
+        time.sleep(0.2)
+    raise AssertionError(f"{group_id} did not reach {share:.0%} of {topic} in {timeout_s} s:\n{workers.log_tail()}")
+
+
+def read_topic(settings: Settings, topic: str, isolation: str = "read_committed") -> list[Message]:
+    """Every message a reader with `isolation` sees in `topic`, read to the end of each partition."""
+    consumer = Consumer(settings.kafka_config(**{
+        "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest", "enable.partition.eof": True,
+        "isolation.level": isolation, "enable.auto.commit": False}))
+    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    pending, messages = set(partitions), []
+    deadline = time.monotonic() + 120
+    while pending and time.monotonic() < deadline:
+        for message in consumer.consume(10_000, timeout=0.5):
+            error = message.error()
+            if error is None:
+                messages.append(message)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                pending.discard(message.partition())
+            else:
+                raise AssertionError(error.str())
+    consumer.close()
+    assert not pending, f"{topic}: partitions {sorted(pending)} not read to their end"
+    return messages
+
+
+def delivered_pairs(settings: Settings) -> Counter[tuple[str, str]]:
+    """(trail ARN, eventID) -> copies in the delivery topic."""
+    pairs: Counter[tuple[str, str]] = Counter()
+    for message in read_topic(settings, settings.topics.delivery):
+        trail_arn = message.key().decode().split("|")[0]
+        pairs[trail_arn, orjson.loads(message.value())["eventID"]] += 1
+    return pairs
+
+
+def expected_pairs(records: list[dict[str, Any]], trails: Any = TRAILS) -> set[tuple[str, str]]:
+    selection = Selection(trails)
+    return {(trail.arn, record["eventID"]) for record in records for trail in selection.select(record)}
+
+
+def simulate(count: int, seed: int, duplicates: float = 0.05) -> list[dict[str, Any]]:
+    model = TrafficModel(rate=2_000, seed=seed, start=START, duplicate_rate=duplicates)
+    return list(TrafficSimulator(model).records(Limit(count=count)))
+
+
+def publish(settings: Settings, records: list[dict[str, Any]]) -> None:
+    with EventProducer(settings) as producer:
+        for record in records:
+            producer.emit(record)
