@@ -1,0 +1,400 @@
+"""`kafkatrail worker cloudwatch`: the delivery topic into each trail's CloudWatch Logs log group.
+
+What goes where
+    Records of trails that have a ``CloudWatchLogsLogGroupArn`` become one log event each: the message is
+    the record's JSON exactly as on the delivery topic, the timestamp its ``eventTime`` in ms, the stream
+    ``<account>_CloudTrail_<region>`` (organization trails: see ``sinks.cloudwatch_batches``). Records of
+    trails without a log group, of unknown (deleted) trails and records over 256 KB are skipped and counted
+    (``kafkatrail_cloudwatch_events_skipped_total{reason}``); the S3 sink still delivers them.
+
+Guarantee: at least once
+    Records are buffered per stream and sent every ``flush_interval_s``, or as soon as a stream holds a
+    full PutLogEvents batch. Offsets are committed only up to the oldest record of each partition that is
+    neither sent nor deliberately skipped (``PendingOffsets``). A crash, or a stop during an outage, after
+    PutLogEvents and before the commit makes the next owner of the partition send those records again:
+    CloudWatch Logs has no idempotent write, so duplicates are possible and loss is not. Records of a
+    revoked partition that were not sent yet are dropped from the buffers, not sent: the new owner reads
+    them from the committed offset.
+
+Failures
+    - ResourceNotFoundException: the stream is created and the call repeated. The log group is never
+      created: CloudTrail requires it to exist (CreateTrail refuses a missing group) and the role AWS
+      documents may not create groups. Records for a group that does not exist are skipped and counted as
+      ``log_group_missing`` with an error log, as CloudTrail reports a delivery error rather than queueing.
+    - InvalidParameterException: the batch itself is refused, so repeating it cannot help; it is skipped,
+      counted as ``invalid_parameter`` and logged (the batcher keeps within every documented limit).
+    - Everything else (throttling, ServiceUnavailable, other 5xx, connection errors and timeouts, expired or
+      missing credentials) is retried forever with exponential back-off (jittered, capped at
+      ``retry_max_backoff_s``); nothing is dropped. While it retries the sink reads nothing: an outage
+      longer than the consumer's max.poll.interval.ms (5 min) makes it leave the group, and the partitions'
+      next owner resends what was not committed.
+    - ``rejectedLogEventsInfo`` (too new, too old, expired): the service keeps the rest of the batch; the
+      refused events are counted per reason and logged, not retried (they would be refused again).
+
+    The sink writes with its own credentials (boto3's normal chain, so ``AWS_ENDPOINT_URL`` points it at
+    the local stand-in); it does not assume the trail's ``CloudWatchLogsRoleArn``.
+
+Stopping
+    ``stop()`` (SIGTERM/SIGINT) ends the loop; pending records are flushed once more, each call tried once
+    without back-off, the settled offsets committed, and ``run()`` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from kafkatrail.settings import Settings
+from sinks.cloudwatch_batches import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_EVENTS,
+    Destination,
+    PendingEvent,
+    PendingOffsets,
+    destination,
+    plan_batches,
+    rejected_events,
+)
+from sinks.cloudwatch_metrics import CloudWatchMetrics
+from trails.model import Trail
+from trails.topic import TrailFeed
+
+log = logging.getLogger(__name__)
+
+CONSUME_BATCH = 1_000
+CONSUME_WAIT_S = 0.1
+FIRST_BACKOFF_S = 0.2
+BACKOFF_SLICE_S = 0.1
+# Answers that are part of normal operation (a new stream; two writers creating one), logged at INFO.
+EXPECTED_ERRORS = frozenset({"ResourceNotFoundException", "ResourceAlreadyExistsException"})
+
+
+def logs_client(region: str) -> Any:
+    """A CloudWatch Logs client through boto3's normal chain; botocore's own retries are off, the writer retries."""
+    config = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=10, read_timeout=30)
+    return boto3.session.Session().client("logs", region_name=region, config=config)
+
+
+class Attempt(Enum):
+    """What one PutLogEvents attempt leaves to do."""
+
+    SETTLED = "settled"  # every event accepted, or refused for good and counted
+    AGAIN = "again"  # the stream was just created: call again now
+    LATER = "later"  # back off, then call again
+
+
+class LogEventsWriter:
+    """Sends one batch at a time, creating missing streams and retrying until the batch is settled."""
+
+    def __init__(self, max_backoff_s: float, metrics: CloudWatchMetrics, stopping: Callable[[], bool],
+                 new_client: Callable[[str], Any] = logs_client, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.max_backoff_s = max_backoff_s
+        self.metrics = metrics
+        self._stopping = stopping
+        self._new_client = new_client
+        self._sleep = sleep
+        self._clients: dict[str, Any] = {}
+
+    def put(self, target: Destination, batch: list[PendingEvent]) -> bool:
+        """Send `batch` (one PutLogEvents' worth, sorted) until settled; False if the sink stopped first."""
+        client = self._clients.get(target.region)
+        if client is None:
+            client = self._clients[target.region] = self._new_client(target.region)
+        backoff = min(FIRST_BACKOFF_S, self.max_backoff_s)
+        while True:
+            attempt = self._attempt(client, target, batch)
+            if attempt is Attempt.SETTLED:
+                return True
+            if attempt is Attempt.LATER:
+                if not self._back_off(backoff):
+                    log.warning("stopping with a batch unsent; it is sent again after the restart",
+                                extra={"log_group": target.log_group, "stream": target.stream, "events": len(batch)})
+                    return False
+                backoff = min(backoff * 2, self.max_backoff_s)
+            self.metrics.retries.inc()
+
+    def _attempt(self, client: Any, target: Destination, batch: list[PendingEvent]) -> Attempt:
+        self.metrics.calls.inc()
+        try:
+            response = client.put_log_events(
+                logGroupName=target.log_group, logStreamName=target.stream,
+                logEvents=[{"timestamp": event.timestamp, "message": event.message} for event in batch])
+        except ClientError as exc:
+            code = self._failed(exc, "PutLogEvents", target)
+            if code == "InvalidParameterException":
+                self._skip(target, batch, "invalid_parameter", exc)
+                return Attempt.SETTLED
+            if code != "ResourceNotFoundException":
+                return Attempt.LATER
+        except BotoCoreError as exc:
+            self._failed(exc, "PutLogEvents", target)
+            return Attempt.LATER
+        else:
+            self._accepted(target, batch, response.get("rejectedLogEventsInfo") or {})
+            return Attempt.SETTLED
+        return self._create_stream(client, target, batch)
+
+    def _create_stream(self, client: Any, target: Destination, batch: list[PendingEvent]) -> Attempt:
+        try:
+            client.create_log_stream(logGroupName=target.log_group, logStreamName=target.stream)
+        except ClientError as exc:
+            code = self._failed(exc, "CreateLogStream", target)
+            if code == "ResourceNotFoundException":
+                self._skip(target, batch, "log_group_missing", exc)
+                return Attempt.SETTLED
+            return Attempt.LATER  # ResourceAlreadyExistsException included: the put may have raced its creation
+        except BotoCoreError as exc:
+            self._failed(exc, "CreateLogStream", target)
+            return Attempt.LATER
+        self.metrics.streams_created.inc()
+        log.info("log stream created", extra={"log_group": target.log_group, "stream": target.stream,
+                                               "region": target.region})
+        return Attempt.AGAIN
+
+    def _failed(self, exc: ClientError | BotoCoreError, operation: str, target: Destination) -> str:
+        """Count and log a failed call; returns its error code (the exception's name for client-side errors)."""
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "Unknown")
+        else:
+            code = type(exc).__name__
+        self.metrics.errors.labels(code).inc()
+        level = logging.INFO if code in EXPECTED_ERRORS else logging.WARNING
+        log.log(level, f"{operation} failed", extra={"code": code, "error": str(exc), "log_group": target.log_group,
+                                                  "stream": target.stream, "region": target.region})
+        return code
+
+    def _skip(self, target: Destination, batch: list[PendingEvent], reason: str, exc: ClientError) -> None:
+        self.metrics.skipped.labels(reason).inc(len(batch))
+        log.error("records not delivered to CloudWatch Logs", extra={
+            "reason": reason, "events": len(batch), "log_group": target.log_group, "stream": target.stream,
+            "region": target.region, "error": str(exc)})
+
+    def _accepted(self, target: Destination, batch: list[PendingEvent], rejected_info: dict[str, int]) -> None:
+        rejected = rejected_events(rejected_info, len(batch))
+        now_ms = time.time() * 1000
+        observe = self.metrics.latency.observe
+        for index, event in enumerate(batch):
+            if index not in rejected:
+                observe((now_ms - event.timestamp) / 1000)
+        self.metrics.sent.inc(len(batch) - len(rejected))
+        if rejected:
+            by_reason = Counter(rejected.values())
+            for reason, count in by_reason.items():
+                self.metrics.skipped.labels(reason).inc(count)
+            log.warning("CloudWatch Logs refused some events", extra={
+                "rejected": dict(by_reason), "rejected_log_events_info": rejected_info, "events": len(batch),
+                "log_group": target.log_group, "stream": target.stream})
+
+    def _back_off(self, seconds: float) -> bool:
+        """Wait about `seconds` (jittered); False, at once, when the sink is stopping."""
+        deadline = time.monotonic() + random.uniform(seconds / 2, seconds)
+        while not self._stopping():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            self._sleep(min(remaining, BACKOFF_SLICE_S))
+        return False
+
+
+@dataclass
+class StreamBuffer:
+    """The records waiting for one log stream."""
+
+    events: list[PendingEvent] = field(default_factory=list)
+    cost: int = 0  # bytes as PutLogEvents counts them
+
+    def add(self, event: PendingEvent) -> None:
+        self.events.append(event)
+        self.cost += event.cost
+
+    @property
+    def full(self) -> bool:
+        """Holds at least one full PutLogEvents batch."""
+        return len(self.events) >= MAX_BATCH_EVENTS or self.cost >= MAX_BATCH_BYTES
+
+
+class CloudWatchSink:
+    """One CloudWatch Logs sink process: a member of the sink's consumer group on the delivery topic."""
+
+    def __init__(self, settings: Settings, metrics: CloudWatchMetrics | None = None) -> None:
+        self.settings = settings
+        self.config = settings.cloudwatch
+        self.topic = settings.topics.delivery
+        self.metrics = metrics or CloudWatchMetrics()
+        self.trails: dict[str, Trail] = {}
+        self.buffers: dict[Destination, StreamBuffer] = {}
+        self.offsets = PendingOffsets()
+        self._committed: dict[int, int] = {}
+        self._stopping = False
+        self.writer = LogEventsWriter(self.config.retry_max_backoff_s, self.metrics, lambda: self._stopping)
+        self.feed = TrailFeed(settings, self._trail_changed)
+        self.consumer = Consumer(settings.kafka_config(**{
+            "group.id": self.config.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }))
+
+    def run(self) -> None:
+        """Deliver until `stop()` (or SIGTERM/SIGINT through `install_signal_handlers`)."""
+        interval = self.config.flush_interval_s
+        self.feed.catch_up()
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+        log.info("cloudwatch sink started", extra={"group_id": self.config.group_id, "topic": self.topic,
+                                                    "trails": len(self.trails)})
+        try:
+            delivering = True
+            next_flush = time.monotonic() + interval
+            while delivering and not self._stopping:
+                self.feed.poll()
+                messages = self.consumer.consume(CONSUME_BATCH, timeout=min(CONSUME_WAIT_S, interval))
+                if messages:
+                    self._take(messages)
+                due = time.monotonic() >= next_flush
+                targets = list(self.buffers) if due else [t for t, b in self.buffers.items() if b.full]
+                if targets or due:
+                    delivering = self._flush(targets)
+                    self._commit()
+                if due:
+                    next_flush = time.monotonic() + interval
+            if delivering:
+                self._flush(list(self.buffers))
+                self._commit()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """Stop reading; `run()` flushes once more, commits and returns."""
+        self._stopping = True
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop())
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.feed.close()
+
+    def _trail_changed(self, arn: str, trail: Trail | None) -> None:
+        if trail is None:
+            self.trails.pop(arn, None)
+        else:
+            self.trails[arn] = trail
+        log.info("trail removed" if trail is None else "trail applied", extra={"trail_arn": arn})
+
+    def _take(self, messages: list[Message]) -> None:
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                log.warning("consumer error", extra={"error": error.str()})
+                continue
+            self.offsets.read(message.partition(), message.offset(), self._buffer(message))
+        self.metrics.pending.set(len(self.offsets))
+
+    def _buffer(self, message: Message) -> bool:
+        """Buffer the message's record for its stream; False if it is skipped (and counted)."""
+        try:
+            trail_arn, account, region = (message.key() or b"").decode().rsplit("|", 2)
+        except ValueError:
+            return self._skipped("unreadable", message, "key: must be trailARN|account|region")
+        trail = self.trails.get(trail_arn)
+        if trail is None:
+            return self._skipped("unknown_trail", message, trail_arn)
+        target = destination(trail, account, region)
+        if target is None:
+            return self._skipped("no_log_group", message)
+        try:
+            event = PendingEvent.from_record(message.value() or b"", message.partition(), message.offset())
+        except ValueError as exc:
+            return self._skipped("unreadable", message, str(exc))
+        self.buffers.setdefault(target, StreamBuffer()).add(event)
+        return True
+
+    def _skipped(self, reason: str, message: Message, detail: str | None = None) -> bool:
+        self.metrics.skipped.labels(reason).inc()
+        if detail is not None:
+            log.warning("record not sent to CloudWatch Logs", extra={
+                "reason": reason, "detail": detail, "partition": message.partition(), "offset": message.offset()})
+        return False
+
+    def _flush(self, targets: Iterable[Destination]) -> bool:
+        """Send the buffered records of `targets`; False if the sink stopped first (the rest stays unsettled)."""
+        try:
+            for target in targets:
+                plan = plan_batches(self.buffers.pop(target).events)
+                for event in plan.oversize:
+                    self.metrics.skipped.labels("oversize").inc()
+                    log.warning("record over 256 KB not sent to CloudWatch Logs", extra={
+                        "bytes": event.size, "stream": target.stream, "partition": event.partition,
+                        "offset": event.offset})
+                    self.offsets.settle(event.partition, event.offset)
+                for batch in plan.batches:
+                    if not self.writer.put(target, batch):
+                        return False
+                    for event in batch:
+                        self.offsets.settle(event.partition, event.offset)
+        finally:
+            self.metrics.pending.set(len(self.offsets))
+        return True
+
+    def _commit(self, partitions: set[int] | None = None) -> None:
+        """Commit, per partition, up to the oldest record not settled yet (only where that moved)."""
+        offsets = [TopicPartition(self.topic, partition, offset)
+                   for partition, offset in self.offsets.positions().items()
+                   if self._committed.get(partition) != offset and (partitions is None or partition in partitions)]
+        if not offsets:
+            return
+        try:
+            committed = self.consumer.commit(offsets=offsets, asynchronous=False) or []
+        except KafkaException as exc:
+            log.warning("offset commit failed; the next one covers it", extra={"error": exc.args[0].str()})
+            return
+        for tp in committed:
+            if tp.error is None:
+                self._committed[tp.partition] = tp.offset
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"partitions": [tp.partition for tp in partitions]})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = {tp.partition for tp in partitions}
+        self._commit(revoked)
+        self._forget(revoked)
+        log.info("partitions revoked", extra={"partitions": sorted(revoked)})
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        lost = {tp.partition for tp in partitions}
+        self._forget(lost)
+        log.warning("partitions lost", extra={"partitions": sorted(lost)})
+
+    def _forget(self, partitions: set[int]) -> None:
+        """Drop the unsent records of `partitions`: their next owner reads them from the committed offset."""
+        for target, buffer in list(self.buffers.items()):
+            kept = StreamBuffer()
+            for event in buffer.events:
+                if event.partition not in partitions:
+                    kept.add(event)
+            if kept.events:
+                self.buffers[target] = kept
+            else:
+                del self.buffers[target]
+        self.offsets.forget(partitions)
+        for partition in partitions:
+            self._committed.pop(partition, None)
+        self.metrics.pending.set(len(self.offsets))

@@ -1,0 +1,201 @@
+"""CloudWatch Logs delivery as pure logic (spec/delivery.md §6): where a record goes and how it is batched.
+
+Destination
+    The log group is the one named by the trail's ``CloudWatchLogsLogGroupArn`` (with or without the
+    trailing ``:*`` AWS examples carry), in the region of that ARN. The stream is
+    ``<account>_CloudTrail_<region>`` for the account and region of the delivered records (§6.2).
+    Organization trails: AWS prefixes the stream with the organization id, and kafkatrail's trails carry no
+    organization id, so the organization is named by its management account, the account that owns the
+    organization trail: ``<trail account>_<account>_CloudTrail_<region>``. The shape stays the documented
+    ``<orgId>_<account>_CloudTrail_<region>``, a role policy on ``log-stream:<trail account>_*`` covers it,
+    and a member account's stream never collides with a stream of a non-organization trail of that account
+    writing to the same group. The ``_<n>`` suffix AWS adds under high volume is not used: PutLogEvents no
+    longer needs a sequence token, so one stream takes parallel calls.
+
+Batches
+    One PutLogEvents call takes 1 to 10,000 events whose Σ(UTF-8 bytes of the message + 26) is at most
+    1,048,576, in non-decreasing timestamp order, spanning at most 24 h. :func:`plan_batches` sorts a
+    stream's pending events by timestamp (the record's ``eventTime`` in epoch ms; stable, so records of one
+    second keep their arrival order) and cuts greedily, which gives the fewest calls for that order.
+    Records above 262,144 bytes (256 KB, CloudTrail's own cap for CloudWatch Logs) are set apart, not sent;
+    they still reach S3 through the S3 sink.
+
+Offsets
+    :class:`PendingOffsets` tracks, per partition of the delivery topic, which read records are not yet sent
+    or deliberately skipped, so the sink never commits past a record it still owes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from operator import attrgetter
+from typing import NamedTuple
+
+import orjson
+
+from trails.model import Trail
+
+MAX_BATCH_EVENTS = 10_000
+MAX_BATCH_BYTES = 1_048_576
+EVENT_OVERHEAD_BYTES = 26
+MAX_BATCH_SPAN_MS = 24 * 3_600_000
+MAX_MESSAGE_BYTES = 262_144
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+_LOG_GROUP_ARN = re.compile(r"arn:[a-z0-9-]+:logs:(?P<region>[a-z0-9-]+):[0-9]{12}:log-group:(?P<name>[^:]+)(?::\*)?")
+
+
+class Destination(NamedTuple):
+    """One log stream: the log group's region and name, and the stream's name."""
+
+    region: str
+    log_group: str
+    stream: str
+
+
+def log_group_of(arn: str) -> tuple[str, str]:
+    """(region, log group name) of a CloudWatchLogsLogGroupArn, with or without the trailing ``:*``."""
+    match = _LOG_GROUP_ARN.fullmatch(arn)
+    if match is None:
+        raise ValueError(f"CloudWatchLogsLogGroupArn: must be arn:<partition>:logs:<region>:<account>:"
+                         f"log-group:<name>[:*] (got {arn!r})")
+    return match["region"], match["name"]
+
+
+def stream_name(trail: Trail, account: str, region: str) -> str:
+    """The stream of one account and region: ``<account>_CloudTrail_<region>``, prefixed for organization trails."""
+    name = f"{account}_CloudTrail_{region}"
+    return f"{trail.account_id}_{name}" if trail.is_organization_trail else name
+
+
+def destination(trail: Trail, account: str, region: str) -> Destination | None:
+    """Where the trail's records of `account` and `region` go; None when the trail has no log group."""
+    if trail.cloud_watch_logs_log_group_arn is None:
+        return None
+    group_region, group = log_group_of(trail.cloud_watch_logs_log_group_arn)
+    return Destination(group_region, group, stream_name(trail, account, region))
+
+
+def event_time_ms(event_time: str) -> int:
+    """An ISO-8601 ``eventTime`` (``2024-08-01T13:33:28Z``, fractions allowed) in ms since the epoch, exactly."""
+    moment = datetime.fromisoformat(event_time)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _ONE_MS
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """One record waiting for PutLogEvents, with the delivery-topic position it came from."""
+
+    timestamp: int  # the record's eventTime, ms since the epoch
+    message: str  # the record's JSON, exactly as it is on the delivery topic
+    size: int  # UTF-8 bytes of message
+    partition: int
+    offset: int
+
+    @classmethod
+    def from_record(cls, value: bytes, partition: int = 0, offset: int = 0) -> PendingEvent:
+        """The event for a delivery-topic value; raises ValueError naming what is wrong with it."""
+        try:
+            event_time = orjson.loads(value)["eventTime"]
+            message = value.decode("utf-8")
+        except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"record: not UTF-8 JSON ({exc})") from None
+        except (KeyError, TypeError):
+            raise ValueError("eventTime: missing (the record must be a JSON object with an eventTime)") from None
+        try:
+            timestamp = event_time_ms(event_time)
+        except (TypeError, ValueError):
+            raise ValueError(f"eventTime: must be an ISO-8601 timestamp (got {event_time!r})") from None
+        return cls(timestamp, message, len(value), partition, offset)
+
+    @property
+    def cost(self) -> int:
+        """What the event counts against PutLogEvents' 1,048,576-byte batch size."""
+        return self.size + EVENT_OVERHEAD_BYTES
+
+
+@dataclass
+class BatchPlan:
+    """PutLogEvents batches for one stream, in timestamp order, and the records too large to send."""
+
+    batches: list[list[PendingEvent]] = field(default_factory=list)
+    oversize: list[PendingEvent] = field(default_factory=list)
+
+
+def plan_batches(events: Iterable[PendingEvent]) -> BatchPlan:
+    """Sort one stream's events by timestamp (stably) and cut them into batches PutLogEvents accepts."""
+    plan = BatchPlan()
+    batch: list[PendingEvent] = []
+    batch_bytes = 0
+    for event in sorted(events, key=attrgetter("timestamp")):
+        if event.size > MAX_MESSAGE_BYTES:
+            plan.oversize.append(event)
+            continue
+        if batch and (len(batch) == MAX_BATCH_EVENTS or batch_bytes + event.cost > MAX_BATCH_BYTES
+                      or event.timestamp - batch[0].timestamp > MAX_BATCH_SPAN_MS):
+            plan.batches.append(batch)
+            batch, batch_bytes = [], 0
+        batch.append(event)
+        batch_bytes += event.cost
+    if batch:
+        plan.batches.append(batch)
+    return plan
+
+
+def rejected_events(info: Mapping[str, int], count: int) -> dict[int, str]:
+    """Index -> reason of the events a PutLogEvents response's ``rejectedLogEventsInfo`` refused.
+
+    Per the logs model, ``tooNewLogEventStartIndex`` is inclusive and the two end indexes are exclusive.
+    An old event both expired (retention) and too old (14 days) is counted once, as too old.
+    """
+    rejected: dict[int, str] = {}
+    too_old_end = min(info.get("tooOldLogEventEndIndex", 0), count)
+    expired_end = min(info.get("expiredLogEventEndIndex", 0), count)
+    for index in range(max(too_old_end, expired_end)):
+        rejected[index] = "rejected_too_old" if index < too_old_end else "rejected_expired"
+    if "tooNewLogEventStartIndex" in info:
+        for index in range(max(info["tooNewLogEventStartIndex"], 0), count):
+            rejected[index] = "rejected_too_new"
+    return rejected
+
+
+class PendingOffsets:
+    """Per partition: the offsets read but not yet settled, and how far a commit may go."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, dict[int, None]] = {}  # insertion order = offset order
+        self._next: dict[int, int] = {}
+
+    def read(self, partition: int, offset: int, pending: bool) -> None:
+        """Record that `offset` was read (in offset order); `pending` if it still has to be sent."""
+        self._next[partition] = offset + 1
+        if pending:
+            self._pending.setdefault(partition, {})[offset] = None
+
+    def settle(self, partition: int, offset: int) -> None:
+        """The record at `offset` was sent or deliberately skipped."""
+        pending = self._pending.get(partition)
+        if pending is not None:
+            pending.pop(offset, None)
+            if not pending:
+                del self._pending[partition]
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop what is known about `partitions` (they were revoked or lost)."""
+        for partition in partitions:
+            self._pending.pop(partition, None)
+            self._next.pop(partition, None)
+
+    def positions(self) -> dict[int, int]:
+        """Per partition, the offset a commit may name: the oldest pending record, else the next one to read."""
+        return {partition: next(iter(self._pending[partition])) if partition in self._pending else after
+                for partition, after in self._next.items()}
+
+    def __len__(self) -> int:
+        return sum(len(pending) for pending in self._pending.values())
