@@ -1,38 +1,143 @@
-"""`kafkatrail demo`: run kafkatrail on a throwaway local stack and show what happened.
+"""`kafkatrail demo`: the whole pipeline on a throwaway local stack, and what came out of it.
 
-The stack lives in `.cache/demo-stack` on free ports, so it never collides with a stack you run
-yourself, and it is brought down however the demo ends.
+A private broker and AWS stand-in in `.cache/demo-stack` on free ports; the demo trails of
+`deploy/trails.demo.yaml` with their bucket, SNS topic (an SQS queue subscribed) and log group; the
+processors, the S3 sink and the CloudWatch Logs sink as `kafkatrail worker` subprocesses; about a minute
+of simulated traffic with duplicates and a few malformed messages. Everything is stopped however the
+demo ends.
 """
 
 from __future__ import annotations
 
+import gzip
+import os
 import shutil
-import threading
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
-from prometheus_client import CollectorRegistry
+import boto3
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from kafkatrail.settings import PROJECT_ROOT, Settings
 from kafkatrail.stack import LocalStack
 from kafkatrail.stack.processes import free_port
 from kafkatrail.topics import create_topics
-from processors.metrics import ProcessorMetrics
-from processors.worker import ProcessorWorker
 from producers.event_producer import EventProducer
 from producers.simulate import simulate_to_kafka
 from producers.simulator import Limit, TrafficModel, TrafficSimulator
 from schemas.codec import encode_event
 from trails.definitions import load_trails
+from trails.model import Trail
 from trails.topic import apply_trails
 
 DEMO_STACK_DIR = Path(".cache/demo-stack")
-DEMO_RECORDS = 3000
+DEMO_TRAILS = PROJECT_ROOT / "deploy" / "trails.demo.yaml"
+DEMO_SECONDS = 60
+DEMO_RATE = 100
 DEMO_DUPLICATE_RATE = 0.05
 DEMO_MALFORMED_EACH = 5
-DEMO_TRAILS = PROJECT_ROOT / "deploy" / "trails.demo.yaml"
+FLUSH_INTERVAL_S = 5
+ROLES = ("processors", "s3", "cloudwatch")
+CATCH_UP_TIMEOUT_S = 120
+
+
+def run_demo(settings: Settings) -> int:
+    """Bring a stack up, run the pipeline on simulated traffic, print what it delivered, bring it down."""
+    shutil.rmtree(DEMO_STACK_DIR, ignore_errors=True)
+    stack = LocalStack(settings.stack.model_copy(update={
+        "data_dir": DEMO_STACK_DIR, "kafka_port": free_port(), "aws_port": free_port()}))
+    began = time.monotonic()
+    endpoints = stack.up()
+    workers: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        os.environ.update({"AWS_ENDPOINT_URL": endpoints.aws_endpoint_url, "AWS_ACCESS_KEY_ID": "testing",
+                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"})
+        settings = settings.model_copy(update={"bootstrap_servers": endpoints.bootstrap_servers})
+        create_topics(settings)
+        trails = load_trails(DEMO_TRAILS)
+        queue_url = create_destinations(trails)
+        apply_trails(settings, trails)
+        print(f"\ntrails: {', '.join(t.name for t in trails)} (deploy/trails.demo.yaml)")
+
+        metrics_ports = {role: free_port() for role in ROLES}
+        workers = start_workers(settings, endpoints.aws_endpoint_url, metrics_ports)
+        print("workers: " + ", ".join(f"{role} (/metrics on http://127.0.0.1:{port}/metrics)"
+                                      for role, port in metrics_ports.items()))
+
+        simulator = TrafficSimulator(TrafficModel(rate=DEMO_RATE, seed=1, duplicate_rate=DEMO_DUPLICATE_RATE))
+        print(f"simulating {DEMO_SECONDS} s of traffic at about {DEMO_RATE} events/s ...")
+        with EventProducer(settings) as producer:
+            produced = simulate_to_kafka(simulator, producer, Limit(duration_s=DEMO_SECONDS))
+        malformed = publish_malformed(settings)
+        print(f"produced {produced} events ({simulator.duplicates} repeat an earlier eventID) and {malformed} "
+              "malformed messages (not Avro, unknown schema, bad eventTime)")
+
+        caught_up = wait_for_pipeline(settings, workers)
+        processor = scrape(metrics_ports["processors"])
+        print(f"processors: {processor.get('kafkatrail_processor_events_in_total', 0):.0f} in, "
+              f"{processor.get('kafkatrail_processor_duplicates_dropped_total', 0):.0f} duplicates dropped, "
+              f"{sum(v for k, v in processor.items() if k.startswith('kafkatrail_processor_invalid_events_total')):.0f}"
+              f" to {settings.topics.dlq}")
+        stored = show_log_files(trails)
+        show_cloudwatch(trails)
+        show_notifications(queue_url)
+        print(f"\ndemo finished in {time.monotonic() - began:.1f} s")
+        return 0 if caught_up and stored else 1
+    finally:
+        stop_workers(workers)
+        for line in stack.down():
+            print(line)
+
+
+def create_destinations(trails: tuple[Trail, ...]) -> str:
+    """Buckets, SNS topics and log groups the trails name, in the AWS stand-in; returns the SQS queue URL."""
+    s3, sns, sqs, logs = (boto3.client(name) for name in ("s3", "sns", "sqs", "logs"))
+    queue_url = sqs.create_queue(QueueName="cloudtrail-notifications")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for trail in trails:
+        s3.create_bucket(Bucket=trail.s3_bucket_name)
+        if trail.sns_topic_name:
+            topic_arn = sns.create_topic(Name=trail.sns_topic_name)["TopicArn"]
+            sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        if trail.cloud_watch_logs_log_group_arn:
+            group = trail.cloud_watch_logs_log_group_arn.split(":log-group:", 1)[1].removesuffix(":*")
+            logs.create_log_group(logGroupName=group)
+    return queue_url
+
+
+def start_workers(settings: Settings, aws_endpoint_url: str, metrics_ports: dict[str, int]) -> dict[str, Any]:
+    env = {**os.environ, "KAFKATRAIL_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "KAFKATRAIL_TOPIC_PREFIX": settings.topic_prefix, "AWS_ENDPOINT_URL": aws_endpoint_url,
+           "KAFKATRAIL_S3__FLUSH_INTERVAL_S": str(FLUSH_INTERVAL_S),
+           "KAFKATRAIL_CLOUDWATCH__FLUSH_INTERVAL_S": str(FLUSH_INTERVAL_S)}
+    logs_dir = DEMO_STACK_DIR / "workers"
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    workers = {}
+    for role, port in metrics_ports.items():
+        log = (logs_dir / f"{role}.log").open("wb")
+        workers[role] = subprocess.Popen(
+            [sys.executable, "-m", "kafkatrail.cli", "worker", role, "--metrics-port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT)
+    return workers
+
+
+def stop_workers(workers: dict[str, subprocess.Popen[bytes]]) -> None:
+    for process in workers.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in workers.values():
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 def publish_malformed(settings: Settings) -> int:
@@ -48,97 +153,82 @@ def publish_malformed(settings: Settings) -> int:
     return len(bad)
 
 
-def run_processor_until_caught_up(settings: Settings) -> dict[str, float]:
-    """Run a processor in this process until the events topic is fully processed; returns its counts."""
-    registry = CollectorRegistry()
-    worker = ProcessorWorker(settings.model_copy(update={"processors": settings.processors.model_copy(
-        update={"group_id": "kafkatrail-demo-processors", "metrics_port": 0})}), ProcessorMetrics(registry))
-    events = settings.topics.events
-    total = sum(worker.consumer.get_watermark_offsets(TopicPartition(events, p), timeout=30)[1]
-                for p in worker.consumer.list_topics(events, timeout=30).topics[events].partitions)
-    thread = threading.Thread(target=worker.run, name="processor")
-    began = time.monotonic()
-    thread.start()
-    deadline = began + 120
-    while registry.get_sample_value("kafkatrail_processor_events_in_total") < total:
-        if time.monotonic() > deadline or not thread.is_alive():
-            break
-        time.sleep(0.1)
-    elapsed = time.monotonic() - began
-    worker.stop()
-    thread.join(60)
-    value = registry.get_sample_value
-    invalid = sum(m.value for metric in registry.collect() for m in metric.samples
-                  if m.name == "kafkatrail_processor_invalid_events_total")
-    return {"in": value("kafkatrail_processor_events_in_total"), "invalid": invalid,
-            "duplicates": value("kafkatrail_processor_duplicates_dropped_total"), "seconds": elapsed}
-
-
-def _read_to_end(settings: Settings, topic: str) -> list[Message]:
-    consumer = Consumer(settings.kafka_config(**{
-        "group.id": "kafkatrail-demo-reader", "enable.auto.commit": False, "enable.partition.eof": True,
-        "isolation.level": "read_committed"}))
-    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    pending, messages = set(partitions), []
-    deadline = time.monotonic() + 60
-    while pending and time.monotonic() < deadline:
-        for message in consumer.consume(10_000, timeout=0.5):
-            if message.error() is None:
-                messages.append(message)
-            elif message.error().code() == KafkaError._PARTITION_EOF:
-                pending.discard(message.partition())
-    consumer.close()
-    return messages
-
-
-def read_keys(settings: Settings, topic: str) -> list[str]:
-    return [message.key().decode() for message in _read_to_end(settings, topic)]
-
-
-def read_reasons(settings: Settings) -> list[str]:
-    return [dict(message.headers())["kafkatrail.reason"].decode() for message in _read_to_end(settings,
-                                                                                            settings.topics.dlq)]
-
-
-def run_demo(settings: Settings) -> int:
-    """Bring a stack up, publish simulated traffic, select it per trail with the processor, bring it down."""
-    shutil.rmtree(DEMO_STACK_DIR, ignore_errors=True)
-    stack = LocalStack(settings.stack.model_copy(update={
-        "data_dir": DEMO_STACK_DIR, "kafka_port": free_port(), "aws_port": free_port()}))
-    began = time.monotonic()
-    endpoints = stack.up()
+def lag(settings: Settings, group_id: str, topic: str) -> int:
+    consumer = Consumer(settings.kafka_config(**{"group.id": group_id}))
     try:
-        settings = settings.model_copy(update={"bootstrap_servers": endpoints.bootstrap_servers})
-        topics = create_topics(settings)
-        print(f"\ntopics: {', '.join(f'{name} ({outcome})' for name, outcome in topics.items())}")
-
-        simulator = TrafficSimulator(TrafficModel(rate=50, seed=1, duplicate_rate=DEMO_DUPLICATE_RATE))
-        with EventProducer(settings) as producer:
-            produced = simulate_to_kafka(simulator, producer, Limit(count=DEMO_RECORDS), paced=False)
-        print(f"produced {produced} simulated CloudTrail records to {settings.topics.events} "
-              f"(Avro single-object, keyed by eventID; {simulator.duplicates} repeat an earlier eventID)")
-
-        malformed = publish_malformed(settings)
-        print(f"produced {malformed} malformed messages among them (not Avro, unknown schema, bad eventTime)")
-
-        applied = apply_trails(settings, load_trails(DEMO_TRAILS))
-        print(f"trails on {settings.topics.trails}: {', '.join(arn.rsplit('/', 1)[1] for arn in sorted(applied))}")
-
-        counts = run_processor_until_caught_up(settings)
-        print(f"processor: {counts['in']} in, {counts['duplicates']} duplicates dropped, "
-              f"{counts['invalid']} to {settings.topics.dlq}, in {counts['seconds']:.1f} s")
-
-        by_trail = Counter(key.split("|")[0].rsplit("/", 1)[1] for key in read_keys(settings, settings.topics.delivery))
-        print(f"{settings.topics.delivery} (read_committed), (trail, event) pairs by trail:")
-        for trail, count in by_trail.most_common():
-            print(f"  {count:>6}  {trail}")
-        reasons = Counter(read_reasons(settings))
-        print(f"{settings.topics.dlq}: " + ", ".join(f"{reason} {n}" for reason, n in reasons.most_common()))
-        print(f"\ndemo finished in {time.monotonic() - began:.1f} s")
-        unique = produced - simulator.duplicates
-        return 0 if counts["in"] == produced + malformed and counts["in"] - counts["duplicates"] - counts[
-            "invalid"] == unique else 1
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        tps = [TopicPartition(topic, p) for p in partitions]
+        committed = sum(max(tp.offset, 0) for tp in consumer.committed(tps, timeout=30))
+        return sum(consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in tps) - committed
     finally:
-        for line in stack.down():
-            print(line)
+        consumer.close()
+
+
+def wait_for_pipeline(settings: Settings, workers: dict[str, subprocess.Popen[bytes]]) -> bool:
+    """Wait until the processors and the S3 sink have committed everything (every log file closed)."""
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if any(process.poll() is not None for process in workers.values()):
+            print(f"a worker exited early; see {DEMO_STACK_DIR / 'workers'}")
+            return False
+        if (lag(settings, settings.processors.group_id, settings.topics.events) == 0
+                and lag(settings, settings.s3.group_id, settings.topics.delivery) == 0):
+            time.sleep(FLUSH_INTERVAL_S + 1)
+            return True
+        time.sleep(0.5)
+    print(f"the pipeline did not catch up within {CATCH_UP_TIMEOUT_S} s")
+    return False
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The samples of a worker's /metrics, by name with labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def show_log_files(trails: tuple[Trail, ...]) -> int:
+    s3 = boto3.client("s3")
+    total = 0
+    print("S3 log files by trail:")
+    for trail in trails:
+        prefix = f"{trail.s3_key_prefix}/AWSLogs/" if trail.s3_key_prefix else "AWSLogs/"
+        keys = [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket=trail.s3_bucket_name, Prefix=prefix) for item in page.get("Contents", [])]
+        if trail.s3_key_prefix is None:
+            keys = [key for key in keys if key.startswith("AWSLogs/")]
+        records = sum(len(orjson.loads(gzip.decompress(s3.get_object(Bucket=trail.s3_bucket_name, Key=key)[
+            "Body"].read()))["Records"]) for key in keys)
+        total += len(keys)
+        print(f"  {trail.name}: {len(keys)} files, {records} records, in s3://{trail.s3_bucket_name}/")
+        for key in keys[:2]:
+            print(f"      {key}")
+    return total
+
+
+def show_cloudwatch(trails: tuple[Trail, ...]) -> None:
+    logs = boto3.client("logs")
+    for trail in trails:
+        if not trail.cloud_watch_logs_log_group_arn:
+            continue
+        group = trail.cloud_watch_logs_log_group_arn.split(":log-group:", 1)[1].removesuffix(":*")
+        streams = Counter()
+        for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group):
+            streams.update(event["logStreamName"] for event in page["events"])
+        print(f"CloudWatch Logs group {group}: {sum(streams.values())} events in {len(streams)} streams "
+              f"(e.g. {', '.join(sorted(streams)[:2])})")
+
+
+def show_notifications(queue_url: str) -> None:
+    sqs = boto3.client("sqs")
+    keys = []
+    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in batch:
+            keys.extend(orjson.loads(orjson.loads(message["Body"])["Message"])["s3ObjectKey"])
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    print(f"SNS notifications received through the SQS subscription: {len(keys)} (one per file of org-management)")
