@@ -4,11 +4,10 @@ Destination
     The log group is the one named by the trail's ``CloudWatchLogsLogGroupArn`` (with or without the
     trailing ``:*`` AWS examples carry), in the region of that ARN. The stream is
     ``<account>_CloudTrail_<region>`` for the account and region of the delivered records (§6.2).
-    Organization trails: AWS prefixes the stream with the organization id, and kafkatrail's trails carry no
-    organization id, so the organization is named by its management account, the account that owns the
-    organization trail: ``<trail account>_<account>_CloudTrail_<region>``. The shape stays the documented
-    ``<orgId>_<account>_CloudTrail_<region>``, a role policy on ``log-stream:<trail account>_*`` covers it,
-    and a member account's stream never collides with a stream of a non-organization trail of that account
+    Organization trails: streams start with the organization id, ``<orgId>_<account>_CloudTrail_<region>``
+    (the trail's ``OrganizationId``); a trail file without one names the organization by its management
+    account, the account that owns the organization trail, so a role policy on ``log-stream:<trail account>_*``
+    covers it and a member account's stream never collides with a stream of a non-organization trail
     writing to the same group. The ``_<n>`` suffix AWS adds under high volume is not used: PutLogEvents no
     longer needs a sequence token, so one stream takes parallel calls.
 
@@ -67,9 +66,12 @@ def log_group_of(arn: str) -> tuple[str, str]:
 
 
 def stream_name(trail: Trail, account: str, region: str) -> str:
-    """The stream of one account and region: ``<account>_CloudTrail_<region>``, prefixed for organization trails."""
+    """The stream of one account and region: ``<account>_CloudTrail_<region>``, prefixed for organization trails
+    by the organization id (``<orgId>_<account>_CloudTrail_<region>``), or the trail's account without one."""
     name = f"{account}_CloudTrail_{region}"
-    return f"{trail.account_id}_{name}" if trail.is_organization_trail else name
+    if not trail.is_organization_trail:
+        return name
+    return f"{trail.organization_id or trail.account_id}_{name}"
 
 
 def destination(trail: Trail, account: str, region: str) -> Destination | None:

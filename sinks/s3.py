@@ -197,7 +197,8 @@ class S3Sink:
         span = FileSpan(
             partition=partition, delivery_key=batch.delivery_key, first_offset=batch.first_offset,
             last_offset=batch.last_offset, bucket=trail.s3_bucket_name,
-            object_key=log_file_key(account, region, delivered_at, unique_part(), prefix=trail.s3_key_prefix or ""),
+            object_key=log_file_key(account, region, delivered_at, unique_part(), prefix=trail.s3_key_prefix or "",
+                                    organization_id=trail.organization_id),
             records=len(batch.values), sha256=hashlib.sha256(content).hexdigest(), compressed_bytes=len(body),
             oldest_event_time=times[0], newest_event_time=times[-1],
             delivered_at=delivered_at.isoformat(timespec="seconds").replace("+00:00", "Z"))

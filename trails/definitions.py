@@ -8,6 +8,7 @@ Shape (the file's suffix picks the parser: ``.json``, or ``.yaml``/``.yml``)::
         IsMultiRegionTrail: true          # ... S3KeyPrefix, SnsTopicName, EnableLogFileValidation, TagsList, ...
         HomeRegion: eu-west-1             # required: the region the trail was created in
         AccountId: "111122223333"         # required: the account that owns the trail
+        OrganizationId: o-a1b2c3d4e5      # organization trails only: the AWSLogs/<orgId>/ folder of their files
         IsLogging: true                   # optional, default true
         EventSelectors: [...]             # or AdvancedEventSelectors (not both); neither = all management events
         InsightSelectors: [...]           # optional, default none

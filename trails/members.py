@@ -27,8 +27,10 @@ SELECTORS: Final = {
     "InsightSelectors": "insight_selectors",
 }
 # Where the trail runs and whether it logs: HomeRegion is the trail object's own member, IsLogging is
-# GetTrailStatus's; AccountId is kafkatrail's (a request's account comes from its credentials).
-PLACEMENT: Final = {"HomeRegion": "home_region", "AccountId": "account_id", "IsLogging": "logging"}
+# GetTrailStatus's; AccountId and OrganizationId are kafkatrail's (AWS takes the account from the
+# request's credentials and the organization from AWS Organizations).
+PLACEMENT: Final = {"HomeRegion": "home_region", "AccountId": "account_id", "OrganizationId": "organization_id",
+                    "IsLogging": "logging"}
 
 # A trail file entry: CreateTrail's request members, selectors, placement.
 FILE: Final = {"Name": "name", **PLACEMENT, **CREATE_TRAIL, **SELECTORS}

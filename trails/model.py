@@ -49,6 +49,7 @@ class Trail:
     cloud_watch_logs_role_arn: str | None = None
     kms_key_id: str | None = None
     is_organization_trail: bool = False
+    organization_id: str | None = None
     logging: bool = True
     event_selectors: tuple[JsonObject, ...] | None = None
     advanced_event_selectors: tuple[JsonObject, ...] | None = None

@@ -46,6 +46,7 @@ _MEMBER_ERRORS: Final = {
 _TRAIL_NAME = re.compile(r"[A-Za-z0-9](?:[._-]?[A-Za-z0-9])*", re.ASCII)
 _IP_ADDRESS = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}", re.ASCII)
 _BUCKET_NAME = re.compile(r"[a-z0-9](?:[a-z0-9.-]{1,61})[a-z0-9]", re.ASCII)
+_ORGANIZATION_ID = re.compile(r"o-[a-z0-9]{10,32}")
 _ACCOUNT_ID = re.compile(r"[0-9]{12}", re.ASCII)
 
 
@@ -124,6 +125,14 @@ def _check_placement(label: str, trail: Trail) -> None:
                     f"must be a 12-digit account id (got {trail.account_id!r})")
     if not isinstance(trail.logging, bool):
         raise _fail("InvalidParameterException", label, "IsLogging", f"must be a boolean (got {trail.logging!r})")
+    organization = trail.organization_id
+    if organization is not None:
+        if not trail.is_organization_trail:
+            raise _fail("InvalidParameterCombinationException", label, "OrganizationId",
+                        "is only for an organization trail (IsOrganizationTrail true)")
+        if not isinstance(organization, str) or not _ORGANIZATION_ID.fullmatch(organization):
+            raise _fail("InvalidParameterException", label, "OrganizationId",
+                        f"must be an organization id like o-a1b2c3d4e5 (got {organization!r})")
 
 
 def _check_destinations(label: str, trail: Trail) -> None:

@@ -138,6 +138,7 @@ def test_log_files_notifications_and_encryption_follow_the_spec(workers: Workers
         assert match, key
         trail = trail_of(bucket, key, trails)
         assert (match["prefix"] or "") == (trail.s3_key_prefix or "")
+        assert match["org"] == trail.organization_id
         inflater = zlib.decompressobj(wbits=31)
         content = inflater.decompress(body)
         assert inflater.eof and inflater.unused_data == b"", "exactly one gzip member"

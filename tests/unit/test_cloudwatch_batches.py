@@ -161,6 +161,9 @@ ROLE_ARN = "arn:aws:iam::999988887777:role/CloudTrail_CloudWatchLogs_Role"
      Destination("eu-west-1", "CloudTrail/audit-1.x#y", "111122223333_CloudTrail_ap-southeast-2")),
     ({"CloudWatchLogsLogGroupArn": GROUP_ARN, "CloudWatchLogsRoleArn": ROLE_ARN, "IsOrganizationTrail": True},
      Destination("eu-west-1", "CloudTrail/audit-1.x#y", "999988887777_111122223333_CloudTrail_ap-southeast-2")),
+    ({"CloudWatchLogsLogGroupArn": GROUP_ARN, "CloudWatchLogsRoleArn": ROLE_ARN, "IsOrganizationTrail": True,
+      "OrganizationId": "o-a1b2c3d4e5"},
+     Destination("eu-west-1", "CloudTrail/audit-1.x#y", "o-a1b2c3d4e5_111122223333_CloudTrail_ap-southeast-2")),
 ])
 def test_destination(members: dict[str, object], expected: Destination | None) -> None:
     assert destination(trail(**members), "111122223333", "ap-southeast-2") == expected

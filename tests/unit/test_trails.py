@@ -193,8 +193,9 @@ def test_member_tables_follow_botocore() -> None:
         model.operation_model("PutInsightSelectors").input_shape.members)
     assert set(members.SELECTORS) <= selector_inputs
     trail_object = set(model.shape_for("Trail").members)
-    document_aws_members = set(members.DOCUMENT) - {"AccountId", "IsLogging", "TagsList", "EventSelectors",
-                                                    "AdvancedEventSelectors", "InsightSelectors"}
+    kafkatrail_members = {"AccountId", "OrganizationId", "IsLogging", "TagsList", "EventSelectors",
+                          "AdvancedEventSelectors", "InsightSelectors"}
+    document_aws_members = set(members.DOCUMENT) - kafkatrail_members
     assert document_aws_members <= trail_object
 
 
@@ -273,6 +274,10 @@ def test_sns_topic_name_limit() -> None:
         ({"account_id": "1234"}, "InvalidParameterException", "AccountId: must be a 12-digit account id"),
         ({"account_id": ACCOUNT.translate(FULLWIDTH)}, "InvalidParameterException", "AccountId: must be a 12-digit"),
         ({"account_id": None}, "InvalidParameterException", "AccountId: must be a 12-digit"),
+        ({"organization_id": "o-a1b2c3d4e5"}, "InvalidParameterCombinationException",
+         "OrganizationId: is only for an organization trail"),
+        ({"is_organization_trail": True, "organization_id": "o-short"}, "InvalidParameterException",
+         "OrganizationId: must be an organization id"),
         ({"logging": "yes"}, "InvalidParameterException", "IsLogging: must be a boolean"),
         ({"is_multi_region_trail": "yes"}, "InvalidParameterException",
          "IsMultiRegionTrail: must be a boolean (got 'yes')"),
