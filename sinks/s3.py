@@ -26,11 +26,13 @@ again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import random
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 KAFKA_TIMEOUT_S = 30.0
 AWS_CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=15, retries={"max_attempts": 3, "mode": "standard"})
 COMMIT_EVERY_S = 1.0
+STORE_THREADS = 8
 EVENT_TIME_MARK = b'"eventTime":"'
 PERMANENT_SNS_ERRORS = frozenset({"NotFound", "NotFoundException", "AuthorizationError", "InvalidParameter",
                                   "InvalidParameterValue"})
@@ -97,6 +100,7 @@ class S3Sink:
         self._stopping = False
         self._last_commit = 0.0
         self.feed = TrailFeed(settings, self._trail_changed)
+        self._pool = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="s3-put")
         self.s3 = boto3.client("s3", config=AWS_CLIENT_CONFIG)
         self.sns = boto3.client("sns", config=AWS_CLIENT_CONFIG)
         self.journal = Producer(settings.kafka_config(**{
@@ -119,10 +123,12 @@ class S3Sink:
         try:
             while not self._stopping:
                 self.feed.poll()
-                for message in self.consumer.consume(1000, timeout=0.2):
-                    self._take(message)
-                self._flush_expired()
-                if time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
+                closed = [batch for message in self.consumer.consume(1000, timeout=0.2)
+                          if (batch := self._take(message)) is not None]
+                closed += self._expired()
+                if closed:
+                    self._write(closed)
+                if closed or time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
                     self._commit()
         finally:
             self.close()
@@ -140,6 +146,7 @@ class S3Sink:
         self.feed.close()
         self.journal.flush(KAFKA_TIMEOUT_S)
         self.journal.close()
+        self._pool.shutdown()
 
     def _trail_changed(self, arn: str, trail: Trail | None) -> None:
         if trail is None:
@@ -147,54 +154,59 @@ class S3Sink:
         else:
             self.trails[arn] = trail
 
-    def _take(self, message: Message) -> None:
+    def _take(self, message: Message) -> tuple[int, ClosedBatch] | None:
+        """Add a record to its batch; returns (partition, batch) when that completed a batch."""
         error = message.error()
         if error is not None:
             if error.fatal():
                 raise KafkaException(error)
             log.warning("consumer error", extra={"error": error.str()})
-            return
+            return None
         batches = self.partitions.get(message.partition())
         if batches is None:
-            return
+            return None
         closed = batches.add(message.key().decode(), message.offset(), message.value(), time.monotonic())
-        if closed is not None:
-            self._write(batches.partition, closed)
+        return None if closed is None else (batches.partition, closed)
 
-    def _flush_expired(self) -> None:
+    def _expired(self) -> list[tuple[int, ClosedBatch]]:
         now = time.monotonic()
-        oldest = 0.0
-        for batches in self.partitions.values():
-            for closed in batches.expired(now):
-                self._write(batches.partition, closed)
-            oldest = max(oldest, batches.oldest_open_age(now))
-        self.metrics.oldest_open_batch.set(oldest)
+        closed = [(batches.partition, batch) for batches in self.partitions.values() for batch in batches.expired(now)]
+        self.metrics.oldest_open_batch.set(max((b.oldest_open_age(now) for b in self.partitions.values()),
+                                               default=0.0))
+        return closed
 
-    def _write(self, partition: int, batch: ClosedBatch) -> None:
-        trail_arn, account, region = batch.delivery_key.split("|")
-        trail = self.trails.get(trail_arn)
-        span = batch.replaying
-        if span is None and trail is None:
-            self.metrics.skipped.labels("trail_deleted").inc(len(batch.values))
-            log.warning("records of a deleted trail not written", extra={"trail_arn": trail_arn,
-                                                                        "records": len(batch.values)})
-            return
-        content = log_file_content(batch.values)
-        body = compress(content, self.config.gzip_level)
-        if span is None:
-            span = self._journal_file(partition, batch, trail, account, region, content, body)
-        self._put(span, body, trail)
-        self.journal.produce(self.topics.s3_journal, span.to_journal("stored"), batch.delivery_key.encode(),
-                             partition=partition)
-        self._notify(span, trail)
-        self._count(span, body, batch, kind="rebuilt" if batch.replaying else "new")
-        self._commit()
+    def _write(self, closed: list[tuple[int, ClosedBatch]]) -> None:
+        """Journal the new files, store every file (in parallel), then record them as stored and notify.
 
-    def _journal_file(self, partition: int, batch: ClosedBatch, trail: Trail, account: str, region: str,
-                      content: bytes, body: bytes) -> FileSpan:
+        Called only between consumer batches; the caller commits afterwards, when nothing is unstored.
+        """
+        files = []
+        for partition, batch in closed:
+            trail_arn, account, region = batch.delivery_key.split("|")
+            trail = self.trails.get(trail_arn)
+            if batch.replaying is None and trail is None:
+                self.metrics.skipped.labels("trail_deleted").inc(len(batch.values))
+                log.warning("records of a deleted trail not written", extra={"trail_arn": trail_arn,
+                                                                            "records": len(batch.values)})
+                continue
+            content = log_file_content(batch.values)
+            body = compress(content, self.config.gzip_level)
+            span = batch.replaying or self._new_span(partition, batch, trail, account, region, content, body)
+            files.append((span, body, trail, batch))
+        self._journal([span for span, _, _, batch in files if batch.replaying is None])
+        list(self._pool.map(lambda file: self._put(file[0], file[1], file[2]), files))
+        for span, _, _, _ in files:
+            self.journal.produce(self.topics.s3_journal, span.to_journal("stored"), span.delivery_key.encode(),
+                                 partition=span.partition)
+        list(self._pool.map(lambda file: self._notify(file[0], file[2]), files))
+        for _, body, _, batch in files:
+            self._count(body, batch, kind="rebuilt" if batch.replaying else "new")
+
+    def _new_span(self, partition: int, batch: ClosedBatch, trail: Trail, account: str, region: str,
+                  content: bytes, body: bytes) -> FileSpan:
         times = sorted(_event_time(value) for value in batch.values)
         delivered_at = datetime.now(UTC)
-        span = FileSpan(
+        return FileSpan(
             partition=partition, delivery_key=batch.delivery_key, first_offset=batch.first_offset,
             last_offset=batch.last_offset, bucket=trail.s3_bucket_name,
             object_key=log_file_key(account, region, delivered_at, unique_part(), prefix=trail.s3_key_prefix or "",
@@ -202,20 +214,28 @@ class S3Sink:
             records=len(batch.values), sha256=hashlib.sha256(content).hexdigest(), compressed_bytes=len(body),
             oldest_event_time=times[0], newest_event_time=times[-1],
             delivered_at=delivered_at.isoformat(timespec="seconds").replace("+00:00", "Z"))
-        written: list[int] = []
 
-        def delivered(error: KafkaError | None, message: Message) -> None:
-            if error is not None:
-                raise KafkaException(error)
-            written.append(message.offset())
+    def _journal(self, spans: list[FileSpan]) -> None:
+        """Write the spans to the journal and wait until the broker has every one of them (acks=all)."""
+        offsets: list[tuple[FileSpan, int]] = []
+        failures: list[KafkaError] = []
 
-        self.journal.produce(self.topics.s3_journal, span.to_journal("file"), batch.delivery_key.encode(),
-                             partition=partition, on_delivery=delivered)
-        while not written:
+        def delivered(span: FileSpan, error: KafkaError | None, message: Message) -> None:
+            if error is None:
+                offsets.append((span, message.offset()))
+            else:
+                failures.append(error)
+
+        for span in spans:
+            self.journal.produce(self.topics.s3_journal, span.to_journal("file"), span.delivery_key.encode(),
+                                 partition=span.partition, on_delivery=functools.partial(delivered, span))
+        while len(offsets) + len(failures) < len(spans):
             self.journal.flush(KAFKA_TIMEOUT_S)
-        self._journal_spans.setdefault(partition, []).append((written[0], span.last_offset))
-        self._journal_next[partition] = written[0] + 1
-        return span
+        if failures:
+            raise KafkaException(failures[0])
+        for span, journal_offset in offsets:
+            self._journal_spans.setdefault(span.partition, []).append((journal_offset, span.last_offset))
+            self._journal_next[span.partition] = max(self._journal_next.get(span.partition, 0), journal_offset + 1)
 
     def _put(self, span: FileSpan, body: bytes, trail: Trail | None) -> None:
         encryption: dict[str, Any] = {"ServerSideEncryption": "AES256"}
@@ -257,9 +277,8 @@ class S3Sink:
             log.warning("AWS call failed; retrying", extra={"call": call, "code": code, "retry_in_s": delay})
             time.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self.config.retry_max_backoff_s)
-            self.feed.poll()
 
-    def _count(self, span: FileSpan, body: bytes, batch: ClosedBatch, kind: str) -> None:
+    def _count(self, body: bytes, batch: ClosedBatch, kind: str) -> None:
         self.metrics.files.labels(kind).inc()
         self.metrics.bytes.inc(len(body))
         self.metrics.events.inc(len(batch.values))
@@ -288,15 +307,16 @@ class S3Sink:
                     log.warning("offset commit failed", extra={"error": exc.args[0].str()})
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        committed = consumer.committed(partitions, timeout=KAFKA_TIMEOUT_S)
-        for tp in committed:
-            start = tp.offset if tp.offset >= 0 else 0
-            journal_from = orjson.loads(tp.metadata)["journal"] if tp.metadata else 0
-            spans = self._read_journal(tp.partition, journal_from, start)
-            self.partitions[tp.partition] = PartitionBatches(
-                tp.partition, start, spans, max_records=self.config.max_file_records,
+        committed = {tp.partition: tp for tp in consumer.committed(partitions, timeout=KAFKA_TIMEOUT_S)}
+        starts = {p: max(tp.offset, 0) for p, tp in committed.items()}
+        journal_from = {p: orjson.loads(tp.metadata)["journal"] if tp.metadata else 0 for p, tp in committed.items()}
+        spans = self._read_journal(journal_from, starts)
+        for partition, start in starts.items():
+            self.partitions[partition] = PartitionBatches(
+                partition, start, spans[partition], max_records=self.config.max_file_records,
                 max_bytes=self.config.max_file_bytes, flush_interval_s=self.config.flush_interval_s)
-        log.info("partitions assigned", extra={"partitions": [tp.partition for tp in partitions]})
+        log.info("partitions assigned", extra={"partitions": sorted(starts),
+                                               "journaled_spans": sum(len(s) for s in spans.values())})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit()
@@ -308,34 +328,41 @@ class S3Sink:
             self._journal_spans.pop(tp.partition, None)
         log.info("partitions revoked", extra={"partitions": [tp.partition for tp in partitions]})
 
-    def _read_journal(self, partition: int, journal_from: int, committed: int) -> list[FileSpan]:
-        """Journaled spans of `partition` that reach the committed offset or beyond."""
+    def _read_journal(self, journal_from: dict[int, int], committed: dict[int, int]) -> dict[int, list[FileSpan]]:
+        """Per partition, the journaled spans that reach its committed offset or beyond."""
+        spans: dict[int, list[FileSpan]] = {p: [] for p in journal_from}
+        if not journal_from:
+            return spans
         reader = Consumer(self.settings.kafka_config(**{
             "group.id": f"{self.config.group_id}-journal-reader", "enable.auto.commit": False,
             "enable.partition.eof": True}))
-        spans: list[FileSpan] = []
-        positions: list[tuple[int, int]] = []
-        next_offset = journal_from
+        pending = set(journal_from)
+        for partition, offset in journal_from.items():
+            self._journal_spans[partition] = []
+            self._journal_next[partition] = offset
         try:
-            reader.assign([TopicPartition(self.topics.s3_journal, partition, journal_from or OFFSET_BEGINNING)])
+            reader.assign([TopicPartition(self.topics.s3_journal, p, offset or OFFSET_BEGINNING)
+                           for p, offset in journal_from.items()])
             deadline = time.monotonic() + 10 * KAFKA_TIMEOUT_S
-            while time.monotonic() < deadline:
+            while pending:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"journal partitions {sorted(pending)} not read to their end")
                 for message in reader.consume(10_000, timeout=0.5):
                     error = message.error()
+                    partition = message.partition()
                     if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            self._journal_spans[partition] = positions
-                            self._journal_next[partition] = next_offset
-                            return spans
-                        raise KafkaException(error)
-                    next_offset = message.offset() + 1
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            raise KafkaException(error)
+                        pending.discard(partition)
+                        continue
+                    self._journal_next[partition] = message.offset() + 1
                     kind, span = FileSpan.from_journal(message.value())
-                    if kind == "file" and span.last_offset >= committed:
-                        spans.append(span)
-                        positions.append((message.offset(), span.last_offset))
-            raise TimeoutError(f"journal partition {partition} not read to its end")
+                    if kind == "file" and span.last_offset >= committed[partition]:
+                        spans[partition].append(span)
+                        self._journal_spans[partition].append((message.offset(), span.last_offset))
         finally:
             reader.close()
+        return spans
 
 
 def _event_time(json_record: bytes) -> str:

@@ -105,7 +105,8 @@ class PartitionBatches:
         """Where a restart must resume: the first record of the oldest open batch, else the consumer's position.
 
         `position` (the consumer's, which steps over transaction markers) is used when given and no batch is
-        open; otherwise the offset after the last record taken.
+        open; otherwise the offset after the last record taken. Batches already handed out by `add` or
+        `expired` are the caller's: commit this offset only once every one of them is stored.
         """
         if self.open:
             return min(b.first_offset for b in self.open.values())
