@@ -4,5 +4,6 @@
 * :mod:`schemas.codec`: records to bytes on Kafka and back (single-object encoding by default,
   Confluent Schema Registry framing when a registry is configured);
 * :mod:`schemas.validation`: the checks a record passes before it is produced;
-* :mod:`schemas.compiled`: the converters compiled from the schema; :mod:`schemas.errors`: codec errors.
+* :mod:`schemas.compiled`: the converters compiled from the schema; :mod:`schemas.binary`: the Avro
+  body codec they plan, in C (Cython); :mod:`schemas.errors`: codec errors.
 """
