@@ -5,5 +5,6 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension("schemas.binary", ["schemas/binary.pyx"]),
+        Extension("schemas.validation", ["schemas/validation.pyx"]),
     ]
 )
