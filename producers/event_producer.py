@@ -74,7 +74,7 @@ class EventProducer:
         self.accepted = 0
         self.failures: list[tuple[str, str]] = []
         self._client_errors: list[KafkaError] = []
-        config = settings.kafka_config(**PRODUCER_DEFAULTS, **producer_config, error_cb=self._on_client_error)
+        config = settings.kafka_config(**{**PRODUCER_DEFAULTS, **producer_config}, error_cb=self._on_client_error)
         self._producer = Producer(config)
 
     def emit(self, record: Mapping[str, Any] | bytes | str) -> str:
