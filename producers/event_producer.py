@@ -37,7 +37,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "delivery.report.only.error": True,
 }
 POLL_EVERY = 1000
-FULL_QUEUE_WAIT_S = 0.05
+FULL_QUEUE_WAIT_S = 0.001  # only failed deliveries wake poll(), so it sleeps this long each time
 METRICS_EVERY_S = 1.0  # how stale kafkatrail_producer_events_accepted_total may get while emitting
 
 EVENTS_ACCEPTED = Counter("kafkatrail_producer_events_accepted_total", "Records validated and queued for Kafka")
