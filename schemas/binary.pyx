@@ -61,6 +61,7 @@ cdef enum:
     _TAG_SECOND = 2  # zig-zag varint of union index 1
     _STACK_BYTES = 4096
     _STACK_FIELDS = 64
+    _CACHE_SLOTS = 128  # a power of two
 
 _BRANCHES = {"string": _B_STRING, "boolean": _B_BOOLEAN, "long": _B_LONG, "double": _B_DOUBLE}
 
@@ -391,6 +392,8 @@ cdef class BinaryRecord:
     cdef tuple helpers
     cdef int* kinds
     cdef Py_ssize_t count
+    cdef PyObject* cache_keys[_CACHE_SLOTS]
+    cdef Py_ssize_t cache_positions[_CACHE_SLOTS]
 
     def __init__(self, str fullname, bint has_extra):
         self.fullname = fullname
@@ -405,6 +408,29 @@ cdef class BinaryRecord:
 
     def __dealloc__(self):
         PyMem_Free(self.kinds)
+        for slot in range(_CACHE_SLOTS):
+            Py_XDECREF(self.cache_keys[slot])
+
+    cdef inline Py_ssize_t position_of(self, PyObject* key) except -2:
+        """The field position of a member name, -1 when the schema does not name it.
+
+        Names seen before are found by identity: records made alike (by orjson, or from literals)
+        reuse the same name objects. Each cached name is kept alive, so its address cannot be taken
+        by another object while it is cached.
+        """
+        cdef size_t slot = (<size_t>key >> 4) & (_CACHE_SLOTS - 1)
+        cdef PyObject* found
+        cdef Py_ssize_t position
+        if self.cache_keys[slot] == key:
+            return self.cache_positions[slot]
+        found = PyDict_GetItemWithError(self.positions, <object>key)
+        position = -1 if found == NULL else PyLong_AsSsize_t(<object>found)
+        if PyUnicode_CheckExact(<object>key):  # str subclasses may compare unlike themselves: not cached
+            Py_INCREF(<object>key)
+            Py_XDECREF(self.cache_keys[slot])
+            self.cache_keys[slot] = key
+            self.cache_positions[slot] = position
+        return position
 
     def set_fields(self, list fields):
         """``fields``: (name, where, kind, helper) in schema order, without extraFields."""
@@ -461,11 +487,10 @@ cdef class BinaryRecord:
             # One pass over the members: each finds its field (a member the schema does not name
             # is extra), and the fields are then written in schema order.
             while PyDict_Next(obj, &position, &key, &item):
-                found = PyDict_GetItemWithError(self.positions, <object>key)
-                if found == NULL:
+                index = self.position_of(key)
+                if index < 0:
                     unknown = True
                     continue
-                index = PyLong_AsSsize_t(<object>found)
                 Py_INCREF(<object>item)
                 Py_XDECREF(values[index])  # NULL unless two keys equal one name (str subclasses)
                 values[index] = item

@@ -59,6 +59,7 @@ from cpython.long cimport PyLong_AsSsize_t
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.unicode cimport PyUnicode_CheckExact
 from libc.string cimport memset
 
 
@@ -125,6 +126,7 @@ cdef tuple _RESOURCE_STRINGS = ("ARN", "accountId", "type")
 # _check_record reads the record once: each known member's value lands in a slot, by field number.
 cdef enum:
     _FIELD_COUNT = 32
+    _CACHE_SLOTS = 128  # a power of two
 cdef tuple _FIELDS = tuple(_FIELD_TYPES)
 cdef tuple _TYPES = tuple(_FIELD_TYPES.values())
 cdef dict _NUMBERS = {name: number for number, name in enumerate(_FIELDS)}
@@ -140,6 +142,30 @@ cdef Py_ssize_t _REGION = _NUMBERS["awsRegion"]
 cdef Py_ssize_t _CATEGORY = _NUMBERS["eventCategory"]
 cdef Py_ssize_t _SHARED_ID = _NUMBERS["sharedEventID"]
 cdef Py_ssize_t _RESOURCES = _NUMBERS["resources"]
+
+# Member names seen before, by identity: records made alike (by orjson, or from literals) reuse the
+# same name objects, so most lookups end here. Each cached name is kept alive, so its address cannot
+# be taken by another object while it is cached.
+cdef PyObject* _cache_names[_CACHE_SLOTS]
+cdef Py_ssize_t _cache_numbers[_CACHE_SLOTS]
+memset(_cache_names, 0, sizeof(_cache_names))
+
+
+cdef inline Py_ssize_t _number_of(PyObject* name) except -2:
+    """The field number of a member name, -1 when it is not a known top-level field."""
+    cdef size_t slot = (<size_t>name >> 4) & (_CACHE_SLOTS - 1)
+    cdef PyObject* found
+    cdef Py_ssize_t number
+    if _cache_names[slot] == name:
+        return _cache_numbers[slot]
+    found = PyDict_GetItemWithError(_NUMBERS, <object>name)
+    number = -1 if found == NULL else PyLong_AsSsize_t(<object>found)
+    if PyUnicode_CheckExact(<object>name):  # str subclasses may compare unlike themselves: not cached
+        Py_INCREF(<object>name)
+        Py_XDECREF(_cache_names[slot])
+        _cache_names[slot] = name
+        _cache_numbers[slot] = number
+    return number
 
 # Re-serialising JSON text compactly can only grow it by rewriting numbers (1e9 -> 1000000000.0),
 # by less than 8x; text up to MAX/8 bytes therefore cannot exceed MAX and is not measured.
@@ -267,15 +293,13 @@ cdef int _check_record(dict record) except -1:
     cdef Py_ssize_t position = 0, number
     cdef PyObject* name
     cdef PyObject* value
-    cdef PyObject* found
     cdef PyObject* expected
     memset(values, 0, sizeof(values))
     try:
         while PyDict_Next(record, &position, &name, &value):
-            found = PyDict_GetItemWithError(_NUMBERS, <object>name)
-            if found == NULL:
+            number = _number_of(name)
+            if number < 0:
                 continue  # an unknown member: allowed
-            number = PyLong_AsSsize_t(<object>found)
             Py_INCREF(<object>value)
             values[number] = value
             expected = PyTuple_GET_ITEM(_TYPES, number)

@@ -553,6 +553,27 @@ def test_any_mapping_encodes_like_the_dict_it_holds() -> None:
     assert codec.encode_event(types.MappingProxyType(record)) == codec.encode_event(record)
 
 
+class Name(str):
+    """A str subclass as a member name (the compiled code only caches exact str names)."""
+
+
+def renamed(value: Any, make: Any) -> Any:
+    """``value`` with every member name replaced by ``make(name)``."""
+    if isinstance(value, dict):
+        return {make(key): renamed(item, make) for key, item in value.items()}
+    if isinstance(value, list):
+        return [renamed(item, make) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("make", [lambda name: "".join(list(name)), Name], ids=["fresh-objects", "str-subclass"])
+def test_member_names_need_not_be_the_same_objects(make: Any) -> None:
+    """The compiled writer remembers member names by identity; other name objects are written as fastavro does."""
+    for record in (CONSTRUCTED["unknown-members-inside-nested-objects"], *(r for _, r in REAL[:40])):
+        for _ in range(3):
+            roundtrip_everywhere(renamed(record, make))
+
+
 def test_decoded_member_names_are_interned() -> None:
     """So a consumer's lookups with string literals match decoded keys by identity."""
     decoded = codec.decode_event(codec.encode_event(CONSTRUCTED["assumed-role-with-every-identity-member"]))

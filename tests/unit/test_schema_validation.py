@@ -476,3 +476,18 @@ def test_event_version_check_matches_its_pattern() -> None:
         if match is None:
             expected = ("eventVersion", "format")
         assert outcome("eventVersion", text) == expected, repr(text)
+
+
+class Name(str):
+    """A str subclass as a member name (the compiled checks only cache exact str names)."""
+
+
+@pytest.mark.parametrize("make", [lambda name: "".join(list(name)), Name], ids=["fresh-objects", "str-subclass"])
+def test_member_names_need_not_be_the_same_objects(make: Any) -> None:
+    """The checks remember member names by identity; other name objects are checked the same way."""
+    for _ in range(50):
+        validate_event({make(name): value for name, value in valid_record().items()})
+        bad = {make(name): value for name, value in valid_record(eventTime="nope", readOnly=None).items()}
+        assert (rejected(bad).field, rejected(bad).rule) == ("eventTime", "format")
+        missing = {make(name): value for name, value in without(valid_record(), "awsRegion").items()}
+        assert (rejected(missing).field, rejected(missing).rule) == ("awsRegion", "required")
