@@ -16,7 +16,7 @@ import sys
 
 import orjson
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_Check, PyDict_Next
 from cpython.list cimport PyList_CheckExact
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_AsSsize_t, PyLong_CheckExact, PyLong_FromLongLong
@@ -32,6 +32,9 @@ from .errors import DecodeError, EncodeError
 
 cdef extern from "Python.h":
     PyObject* PyDict_GetItemWithError(object d, object key) except? NULL  # borrowed
+    # Not in the limited API, but exported by every CPython 3 and what Cython's own code uses for
+    # dict displays: a dict with room for minused items, so decoding does not grow it step by step.
+    dict _PyDict_NewPresized(Py_ssize_t minused)
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
     bint PyBool_Check(object o)
     bint PyFloat_CheckExact(object o)
@@ -92,10 +95,13 @@ cpdef bytes dump_json_bytes(object value, str where):
 
 cpdef object load_json(object text, str where):
     """Parse JSON text written by :func:`dump_json_bytes` (big integers stay exact)."""
+    cdef bint exact
+    if PyBytes_CheckExact(text):  # what the decoder passes
+        exact = PyBytes_GET_SIZE(text) > 0 and PyBytes_AS_STRING(text)[0] == c' '
+    else:
+        exact = text[:1] in (b" ", " ")
     try:
-        if text[:1] in (b" ", " "):
-            return _json_loads(text)
-        return _orjson_loads(text)
+        return _json_loads(text) if exact else _orjson_loads(text)
     except ValueError as exc:
         raise DecodeError("bad_json_member", f"{where}: member is not valid JSON text ({exc})") from exc
 
@@ -392,6 +398,7 @@ cdef class BinaryRecord:
     cdef tuple helpers
     cdef int* kinds
     cdef Py_ssize_t count
+    cdef Py_ssize_t size_hint  # the most members a decoded object of this type has had
     cdef PyObject* cache_keys[_CACHE_SLOTS]
     cdef Py_ssize_t cache_positions[_CACHE_SLOTS]
 
@@ -548,8 +555,8 @@ cdef class BinaryRecord:
         _put(out, _TAG_SECOND)
         return _put_json(out, extra, self.extra_where)
 
-    def read(self, bytes data, Py_ssize_t pos):
-        """Read one body of ``data`` starting at ``pos``: (JSON object, position after it)."""
+    def decode(self, bytes data, Py_ssize_t pos=0):
+        """The JSON object whose Avro body is ``data[pos:]``; the body must end where ``data`` ends."""
         cdef In src
         if pos < 0 or pos > PyBytes_GET_SIZE(data):
             raise ValueError(f"position {pos} is outside the data")
@@ -557,10 +564,12 @@ cdef class BinaryRecord:
         src.pos = pos
         src.size = PyBytes_GET_SIZE(data)
         record = self.read_from(&src)
-        return record, src.pos
+        if src.pos != src.size:
+            raise DecodeError("trailing_bytes", f"{src.size - src.pos} unexpected bytes after the Avro body")
+        return record
 
     cdef dict read_from(self, In* src):
-        cdef dict out = {}
+        cdef dict out = _PyDict_NewPresized(self.size_hint)
         cdef Py_ssize_t index, size
         cdef unsigned char tag, first
         cdef int kind
@@ -601,4 +610,6 @@ cdef class BinaryRecord:
                 out.update(load_extra(text, self.extra_where))
             elif tag != _TAG_NULL:
                 raise DecodeError("corrupt_body", f"{self.extra_where}: bad union tag byte {tag}")
+        if len(out) > self.size_hint:
+            self.size_hint = len(out)
         return out
