@@ -4,10 +4,10 @@ From one ``.avsc`` record schema two things are built:
 
 * :class:`RecordConverter`: CloudTrail JSON object <-> Avro datum (a dict fastavro and the
   Confluent serializers understand);
-* :class:`BinaryRecord`: CloudTrail JSON object <-> Avro binary body, directly. It is the hot path:
-  it writes exactly the bytes ``fastavro.schemaless_writer`` writes for ``RecordConverter.to_avro``
-  (the tests hold it to that) at a fraction of the cost, because fastavro reads and writes every
-  varint through a file object, about 1 µs per field, and the event schema has some 60 fields.
+* :func:`compile_binary`: the plan of :class:`schemas.binary.BinaryRecord`, which turns a CloudTrail
+  JSON object into an Avro binary body and back directly, in C. It is the hot path: it writes
+  exactly the bytes ``fastavro.schemaless_writer`` writes for ``RecordConverter.to_avro`` (the tests
+  hold it to that) at a fraction of the cost.
 
 Only the Avro subset the event contract uses is supported: records, arrays, unions whose first
 branch is ``null``, and the primitives null, boolean, long, double, string. Fields marked
@@ -17,58 +17,31 @@ text of an object with every member that has no typed home.
 
 from __future__ import annotations
 
-import json
-import struct
 from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple
 
-import orjson
+from .binary import (
+    EXTRA_FIELDS,
+    K_ARRAY,
+    K_JSON,
+    K_RECORD,
+    K_SCALARS,
+    K_STRING,
+    ArrayCodec,
+    BinaryRecord,
+    ScalarUnion,
+    dump_json_bytes,
+    load_extra,
+    load_json,
+)
+from .errors import CodecError, EncodeError
 
-from .errors import CodecError, DecodeError, EncodeError
-
-EXTRA_FIELDS: Final = "extraFields"
 JSON_TEXT_ATTRIBUTE: Final = "jsonText"
 
 _SCALARS: Final = frozenset({"null", "boolean", "long", "double", "string"})
 _INT64_MIN: Final = -(1 << 63)
 _INT64_MAX: Final = (1 << 63) - 1
-_DOUBLE: Final = struct.Struct("<d")
-_ABSENT: Final = object()
 _MISFIT: Final = object()  # "this value does not fit the typed field": it goes to extraFields
-
-
-# --------------------------------------------------------------------------------------------
-# JSON text
-
-
-def dump_json_bytes(value: Any, where: str) -> bytes:
-    """UTF-8 JSON text of ``value``; a leading space marks text holding integers beyond 64 bits."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        pass  # an integer orjson cannot write (beyond 64 bits), or a type JSON lacks
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        return b" " + text.encode()
-    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
-        raise EncodeError(f"{where}: value is not representable as JSON ({exc})") from exc
-
-
-def load_json(text: bytes | str, where: str) -> Any:
-    """Parse JSON text written by :func:`dump_json_bytes` (big integers stay exact)."""
-    try:
-        if text[:1] in (b" ", " "):
-            return json.loads(text)
-        return orjson.loads(text)
-    except ValueError as exc:
-        raise DecodeError("bad_json_member", f"{where}: member is not valid JSON text ({exc})") from exc
-
-
-def _load_extra(text: bytes | str, where: str) -> dict[str, Any]:
-    extra = load_json(text, where)
-    if not isinstance(extra, dict):
-        raise DecodeError("bad_json_member", f"{where}: must hold a JSON object")
-    return extra
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,7 +200,7 @@ class RecordConverter:
             else:
                 out[key] = decoder(value)
         if extra_text is not None:
-            out.update(_load_extra(extra_text, f"{self.fullname}.{EXTRA_FIELDS}"))
+            out.update(load_extra(extra_text, f"{self.fullname}.{EXTRA_FIELDS}"))
         return out
 
 
@@ -302,303 +275,45 @@ def _record_converter_codec(converter: RecordConverter) -> tuple[Encoder, Decode
 
 
 # --------------------------------------------------------------------------------------------
-# JSON object <-> Avro binary body
-
-_K_STRING, _K_JSON, _K_RECORD, _K_ARRAY, _K_SCALARS = range(5)
-_TAG_NULL: Final = 0
-_TAG_SECOND: Final = 2  # zig-zag varint of union index 1
-
-
-def _write_long(out: bytearray, value: int) -> None:
-    n = (value << 1) ^ (value >> 63)
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-
-
-def _read_long(data: bytes, pos: int) -> tuple[int, int]:
-    byte = data[pos]
-    pos += 1
-    n = byte & 0x7F
-    shift = 7
-    while byte & 0x80:
-        if shift > 63:
-            raise DecodeError("corrupt_body", f"varint longer than 10 bytes at offset {pos}")
-        byte = data[pos]
-        pos += 1
-        n |= (byte & 0x7F) << shift
-        shift += 7
-    return (n >> 1) ^ -(n & 1), pos
-
-
-def _read_size(data: bytes, pos: int, where: str) -> tuple[int, int]:
-    """(start, end) of a length-prefixed byte string starting at ``pos``."""
-    size, pos = _read_long(data, pos)
-    if size < 0:
-        raise DecodeError("corrupt_body", f"{where}: negative length {size}")
-    end = pos + size
-    if end > len(data):
-        raise DecodeError("truncated_body", f"{where}: needs {size} bytes, {len(data) - pos} left")
-    return pos, end
-
-
-def _write_bytes(out: bytearray, raw: bytes) -> None:
-    size = len(raw)
-    if size < 64:
-        out.append(size << 1)
-    else:
-        _write_long(out, size)
-    out += raw
-
-
-def _write_scalar(out: bytearray, branch: str, value: Any) -> None:
-    if branch == "string":
-        _write_bytes(out, value.encode())
-    elif branch == "boolean":
-        out.append(1 if value else 0)
-    elif branch == "long":
-        _write_long(out, value)
-    else:  # double
-        out += _DOUBLE.pack(value)
-
-
-def _read_scalar(branch: str, data: bytes, pos: int, where: str) -> tuple[Any, int]:
-    if branch == "string":
-        start, end = _read_size(data, pos, where)
-        return data[start:end].decode(), end
-    if branch == "boolean":
-        return data[pos] != 0, pos + 1
-    if branch == "long":
-        return _read_long(data, pos)
-    if pos + 8 > len(data):
-        raise DecodeError("truncated_body", f"{where}: double needs 8 bytes, {len(data) - pos} left")
-    return _DOUBLE.unpack_from(data, pos)[0], pos + 8
-
-
-class _ScalarUnion:
-    """A nullable union of several scalar branches, e.g. [null, long, double]."""
-
-    __slots__ = ("by_tag", "tagged", "where")
-
-    def __init__(self, members: list[str], where: str) -> None:
-        self.where = where
-        self.tagged = [(2 * index, branch) for index, branch in enumerate(members, start=1)]
-        self.by_tag = dict(self.tagged)
-
-    def write(self, value: Any, out: bytearray) -> bool:
-        for tag, branch in self.tagged:
-            if _accepts(branch, value):
-                out.append(tag)
-                _write_scalar(out, branch, value)
-                return True
-        return False
-
-    def read(self, tag: int, data: bytes, pos: int) -> tuple[Any, int]:
-        branch = self.by_tag.get(tag)
-        if branch is None:
-            raise DecodeError("corrupt_body", f"{self.where}: no union branch for tag byte {tag}")
-        return _read_scalar(branch, data, pos, self.where)
-
-
-class _Array:
-    """A nullable array of records or of one scalar type."""
-
-    __slots__ = ("item_branch", "item_record", "where")
-
-    def __init__(self, item: Any, where: str) -> None:
-        self.where = where
-        self.item_record: BinaryRecord | None = item if isinstance(item, BinaryRecord) else None
-        self.item_branch: str | None = None if self.item_record is not None else item
-
-    def write(self, value: Any, out: bytearray) -> bool:
-        if type(value) is not list:
-            return False
-        record = self.item_record
-        if record is not None:
-            if not all(isinstance(item, dict) for item in value):
-                return False
-            out.append(_TAG_SECOND)
-            if value:
-                _write_long(out, len(value))
-                for item in value:
-                    record.write(item, out)
-        else:
-            branch = self.item_branch
-            if not all(_accepts(branch, item) for item in value):  # type: ignore[arg-type]
-                return False
-            out.append(_TAG_SECOND)
-            if value:
-                _write_long(out, len(value))
-                for item in value:
-                    _write_scalar(out, branch, item)  # type: ignore[arg-type]
-        out.append(0)
-        return True
-
-    def read(self, data: bytes, pos: int) -> tuple[list[Any], int]:
-        items: list[Any] = []
-        record = self.item_record
-        count, pos = _read_long(data, pos)
-        while count:
-            if count < 0:  # a block with its byte size
-                count = -count
-                _, pos = _read_long(data, pos)
-            if count > len(data) - pos:  # every item takes at least one byte
-                raise DecodeError(
-                    "truncated_body", f"{self.where}: {count} array items but {len(data) - pos} bytes left"
-                )
-            for _ in range(count):
-                if record is not None:
-                    item, pos = record.read(data, pos)
-                else:
-                    item, pos = _read_scalar(self.item_branch, data, pos, self.where)  # type: ignore[arg-type]
-                items.append(item)
-            count, pos = _read_long(data, pos)
-        return items, pos
-
-
-class BinaryRecord:
-    """CloudTrail JSON object <-> Avro binary body of one record type."""
-
-    __slots__ = ("extra_where", "fullname", "has_extra", "known", "plan")
-
-    def __init__(self, fullname: str) -> None:
-        self.fullname = fullname
-        self.plan: list[tuple[str, int, Any]] = []  # (field name, kind, per-kind helper)
-        self.known: frozenset[str] = frozenset()
-        self.has_extra = False
-        self.extra_where = f"{fullname}.{EXTRA_FIELDS}"
-
-    @classmethod
-    def compile(cls, schema: Mapping[str, Any]) -> BinaryRecord:
-        """Compile the binary codec of a top-level record schema."""
-        return _compile_binary(schema, "", _Names())
-
-    def write(self, obj: Mapping[str, Any], out: bytearray) -> None:
-        """Append the Avro body of ``obj`` to ``out``."""
-        known = self.known
-        extra: dict[str, Any] | None = None
-        if not obj.keys() <= known:
-            extra = {key: value for key, value in obj.items() if key not in known}
-        get = obj.get
-        append = out.append
-        absent, string, json_text, record = _ABSENT, _K_STRING, _K_JSON, _K_RECORD  # locals: hot loop
-        for name, kind, helper in self.plan:
-            value = get(name, absent)
-            if value is absent:
-                append(0)  # null: the member is absent
-                continue
-            if kind == string:
-                if type(value) is str:
-                    raw = value.encode()
-                    if len(raw) < 64:  # one-byte length, the common case
-                        append(2)
-                        append(len(raw) << 1)
-                        out += raw
-                    else:
-                        append(2)
-                        _write_bytes(out, raw)
-                    continue
-            elif kind == json_text:
-                append(2)
-                _write_bytes(out, dump_json_bytes(value, helper))
-                continue
-            elif kind == record:
-                if isinstance(value, dict):
-                    append(2)
-                    helper.write(value, out)
-                    continue
-            elif helper.write(value, out):  # _K_ARRAY or _K_SCALARS: writes its own tag
-                continue
-            append(0)
-            if extra is None:
-                extra = {}
-            extra[name] = value
-        if extra:
-            if not self.has_extra:
-                raise EncodeError(f"{self.fullname}: no {EXTRA_FIELDS} member to carry {sorted(extra)}")
-            if len(extra) > 1:
-                extra = {key: extra[key] for key in obj if key in extra}  # the converter's order
-            out.append(_TAG_SECOND)
-            _write_bytes(out, dump_json_bytes(extra, self.extra_where))
-        elif self.has_extra:
-            out.append(_TAG_NULL)
-
-    def read(self, data: bytes, pos: int) -> tuple[dict[str, Any], int]:
-        """Read one body starting at ``pos``: (JSON object, position after it)."""
-        out: dict[str, Any] = {}
-        data_end = len(data)
-        string, json_text, scalars = _K_STRING, _K_JSON, _K_SCALARS  # locals: this loop is the hot path
-        for name, kind, helper in self.plan:
-            tag = data[pos]
-            pos += 1
-            if tag == 0:  # null: the member was absent
-                continue
-            if kind in (string, json_text):
-                if tag != 2:
-                    raise DecodeError("corrupt_body", f"{self.fullname}.{name}: bad union tag byte {tag}")
-                size = data[pos]
-                if size < 0x80 and not size & 1:  # one-byte length, the common case
-                    pos += 1
-                    end = pos + (size >> 1)
-                    if end > data_end:
-                        raise DecodeError("truncated_body", f"{self.fullname}.{name}: string runs past the end")
-                else:
-                    pos, end = _read_size(data, pos, f"{self.fullname}.{name}")
-                if kind == string:
-                    out[name] = data[pos:end].decode()
-                else:
-                    out[name] = load_json(data[pos:end], helper)
-                pos = end
-            elif kind == scalars:
-                out[name], pos = helper.read(tag, data, pos)
-            elif tag != 2:
-                raise DecodeError("corrupt_body", f"{self.fullname}.{name}: bad union tag byte {tag}")
-            else:  # _K_RECORD or _K_ARRAY
-                out[name], pos = helper.read(data, pos)
-        if self.has_extra:
-            tag = data[pos]
-            pos += 1
-            if tag == _TAG_SECOND:
-                start, end = _read_size(data, pos, self.extra_where)
-                out.update(_load_extra(data[start:end], self.extra_where))
-                pos = end
-            elif tag != _TAG_NULL:
-                raise DecodeError("corrupt_body", f"{self.extra_where}: bad union tag byte {tag}")
-        return out, pos
+# Plans for the compiled Avro body codec (schemas.binary)
 
 
 def _compile_binary(schema: Mapping[str, Any], namespace: str, names: _Names) -> BinaryRecord:
     shape = _record_shape(schema, namespace)
-    record = BinaryRecord(shape.fullname)
+    record = BinaryRecord(shape.fullname, shape.has_extra)
     names.records[shape.fullname] = record
-    record.has_extra = shape.has_extra
+    fields: list[tuple[str, str, int, Any]] = []
     for name, where, members, json_text in shape.fields:
         if json_text:
-            record.plan.append((name, _K_JSON, where))
+            fields.append((name, where, K_JSON, None))
         elif members == ["string"]:
-            record.plan.append((name, _K_STRING, None))
+            fields.append((name, where, K_STRING, None))
         elif all(isinstance(m, str) and m in _SCALARS for m in members):
-            record.plan.append((name, _K_SCALARS, _ScalarUnion(members, where)))
+            fields.append((name, where, K_SCALARS, ScalarUnion(members, where)))
         else:
             kind, helper = _compile_binary_complex(members[0], shape.space, names, where)
-            record.plan.append((name, kind, helper))
-    record.known = frozenset(name for name, _, _ in record.plan)
+            fields.append((name, where, kind, helper))
+    record.set_fields(fields)
     return record
 
 
 def _compile_binary_complex(avro_type: Any, namespace: str, names: _Names, where: str) -> tuple[int, Any]:
     if isinstance(avro_type, str):
-        return _K_RECORD, names.resolve(avro_type, namespace, where)
+        return K_RECORD, names.resolve(avro_type, namespace, where)
     kind = avro_type.get("type")
     if kind == "record":
-        return _K_RECORD, _compile_binary(avro_type, namespace, names)
+        return K_RECORD, _compile_binary(avro_type, namespace, names)
     if kind == "array":
         items = avro_type["items"]
         if isinstance(items, dict) and items.get("type") in _SCALARS:
             items = items["type"]
         if isinstance(items, str) and items in _SCALARS - {"null"}:
-            return _K_ARRAY, _Array(items, where)
+            return K_ARRAY, ArrayCodec(items, where)
         _, item_record = _compile_binary_complex(items, namespace, names, where + "[]")
-        return _K_ARRAY, _Array(item_record, where)
+        return K_ARRAY, ArrayCodec(item_record, where)
     raise CodecError(f"{where}: Avro type {kind!r} is not used by the event contract")
+
+
+def compile_binary(schema: Mapping[str, Any]) -> BinaryRecord:
+    """Compile the Avro body codec (:class:`schemas.binary.BinaryRecord`) of a top-level record schema."""
+    return _compile_binary(schema, "", _Names())

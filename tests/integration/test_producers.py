@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
+from prometheus_client import REGISTRY
 
 from kafkatrail.settings import Settings
 from kafkatrail.stack import Endpoints
@@ -92,6 +93,20 @@ def test_replay_of_real_cloudtrail_records_and_simulated_log_files(settings: Set
 def test_emit_refuses_an_invalid_record_and_names_the_field(settings: Settings) -> None:
     with EventProducer(settings) as producer, pytest.raises(InvalidEventError, match="eventTime"):
         producer.emit({**_valid_record(), "eventTime": "yesterday"})
+
+
+def test_producer_defaults_can_be_overridden_and_every_accepted_record_is_counted(settings: Settings) -> None:
+    def accepted_total() -> float:
+        return REGISTRY.get_sample_value("kafkatrail_producer_events_accepted_total") or 0.0
+
+    before = accepted_total()
+    records = list(TrafficSimulator(TrafficModel(seed=3)).records(Limit(count=2500)))
+    with EventProducer(settings, **{"linger.ms": 1, "compression.type": "zstd"}) as producer:
+        for record in records:
+            producer.emit(record)
+    assert producer.accepted == 2500
+    assert accepted_total() - before == 2500, "the counter is brought up to date by flush()"
+    assert len(read_back(settings, 2500)) == 2500
 
 
 def _valid_record() -> dict:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import copy
 import io
 import json
+import sys
+import types
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import fastavro
 import pytest
 
+from producers.simulator import Limit, TrafficModel, TrafficSimulator
 from schemas import codec
 from schemas.codec import EncodeError, KnownSchema, KnownSchemas, SingleObjectCodec
 
@@ -87,6 +91,15 @@ def roundtrip_everywhere(record: dict[str, Any]) -> None:
 @pytest.mark.parametrize("record", [r for _, r in REAL], ids=[name for name, _ in REAL])
 def test_real_record_roundtrips_losslessly(record: dict[str, Any]) -> None:
     roundtrip_everywhere(record)
+
+
+def test_simulated_traffic_roundtrips_losslessly() -> None:
+    """Every identity type, error and data event the simulator makes, including repeated eventIDs."""
+    model = TrafficModel(rate=200, seed=11, start=datetime(2026, 1, 5, 12, tzinfo=UTC), duplicate_rate=0.05)
+    records = list(TrafficSimulator(model).records(Limit(count=3000)))
+    assert len({r["userIdentity"]["type"] for r in records}) >= 8
+    for record in records:
+        roundtrip_everywhere(record)
 
 
 def test_real_records_use_typed_fields_only() -> None:
@@ -508,6 +521,64 @@ def test_packaged_schemas_include_the_current_schema() -> None:
     assert codec.current_schema() in known
     assert codec.current_schema().fullname == "dev.kafkatrail.CloudTrailEvent"
     assert isinstance(known, KnownSchemas) and len(known) >= 1
+
+
+def test_records_larger_than_the_stack_buffer_roundtrip() -> None:
+    """The compiled writer starts on a 4 KiB stack buffer and moves to the heap beyond it."""
+    record = base_record(
+        requestParameters={"policy": "é€🚀x" * 60_000, "items": list(range(5000))},
+        resources=[{"ARN": f"arn:aws:s3:::bucket/key-{i}", "type": "AWS::S3::Object"} for i in range(2000)],
+        userAgent="u" * 100_000,
+    )
+    roundtrip_everywhere(record)
+    assert len(codec.encode_event(record)) > 400_000
+
+
+def test_a_record_type_with_more_fields_than_the_stack_slots() -> None:
+    """Records with more than 64 fields keep their member slots on the heap."""
+    fields = [{"name": f"f{i}", "type": ["null", "string"], "default": None} for i in range(100)]
+    fields.append({"name": "extraFields", "type": ["null", "string"], "default": None, "jsonText": True})
+    wide = KnownSchema.from_json({"type": "record", "name": "Wide", "fields": fields}, source="wide (test)")
+    wide_codec = SingleObjectCodec(writer=wide)
+    record = {**{f"f{i}": f"value {i}" for i in range(0, 100, 3)}, "unknown": [1, None], "f1": 7}
+    encoded = wide_codec.encode(record)
+    written = io.BytesIO()
+    fastavro.schemaless_writer(written, wide.parsed, wide.converter.to_avro(record))
+    assert encoded[10:] == written.getvalue()
+    assert_same_json(wide_codec.decode(encoded), record)
+
+
+def test_any_mapping_encodes_like_the_dict_it_holds() -> None:
+    record = CONSTRUCTED["unknown-members-inside-nested-objects"]
+    assert codec.encode_event(types.MappingProxyType(record)) == codec.encode_event(record)
+
+
+class Name(str):
+    """A str subclass as a member name (the compiled code only caches exact str names)."""
+
+
+def renamed(value: Any, make: Any) -> Any:
+    """``value`` with every member name replaced by ``make(name)``."""
+    if isinstance(value, dict):
+        return {make(key): renamed(item, make) for key, item in value.items()}
+    if isinstance(value, list):
+        return [renamed(item, make) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("make", [lambda name: "".join(list(name)), Name], ids=["fresh-objects", "str-subclass"])
+def test_member_names_need_not_be_the_same_objects(make: Any) -> None:
+    """The compiled writer remembers member names by identity; other name objects are written as fastavro does."""
+    for record in (CONSTRUCTED["unknown-members-inside-nested-objects"], *(r for _, r in REAL[:40])):
+        for _ in range(3):
+            roundtrip_everywhere(renamed(record, make))
+
+
+def test_decoded_member_names_are_interned() -> None:
+    """So a consumer's lookups with string literals match decoded keys by identity."""
+    decoded = codec.decode_event(codec.encode_event(CONSTRUCTED["assumed-role-with-every-identity-member"]))
+    for name in (*decoded, *decoded["userIdentity"], *decoded["userIdentity"]["sessionContext"]):
+        assert sys.intern(name) is name
 
 
 @pytest.mark.parametrize(

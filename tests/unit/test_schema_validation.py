@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
+import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -377,3 +381,113 @@ def test_event_category_is_required_from_the_version_that_introduced_it(version:
     else:
         with pytest.raises(InvalidEventError, match="eventCategory: is required"):
             validate_event(record)
+
+
+# --------------------------------------------------------------------------------------------
+# The compiled format checks accept exactly what these regular expressions (and, for eventTime,
+# datetime.fromisoformat) accept: each is compared with its reference on thousands of strings.
+
+EVENT_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+ACCOUNT_ID = re.compile(r"[0-9]{12}")
+REGION = re.compile(r"[a-z]{2,}(?:-[a-z]+){1,3}-[0-9]{1,2}[a-z]?")
+EVENT_VERSION = re.compile(r"([0-9]+)\.[0-9]+")
+
+# Characters that sit next to the classes the formats use: ASCII and Unicode digits and letters,
+# separators, whitespace, a non-BMP character.
+NEAR_MISSES = "09afAFgGzZtT-:._ \n\x00\u0663\uff11\uff41\u00e9\U0001f600"
+
+
+def mutations(valid: str) -> set[str]:
+    """Every one-character substitution, deletion and insertion of ``valid``, and some truncations."""
+    found = {valid, "", valid * 2, valid[:-1], valid[1:], valid + valid[-1]}
+    for index in range(len(valid) + 1):
+        found.add(valid[:index])
+        for char in NEAR_MISSES:
+            found.add(valid[:index] + char + valid[index:])
+            if index < len(valid):
+                found.add(valid[:index] + char + valid[index + 1 :])
+                found.add(valid[:index] + valid[index + 1 :])
+    return found
+
+
+def outcome(field: str, value: str) -> tuple[str, str] | None:
+    """(field, rule) of the error validate_event raises for the record with ``value``, or None."""
+    try:
+        validate_event(valid_record(**{field: value}))
+    except InvalidEventError as exc:
+        return exc.field, exc.rule
+    return None
+
+
+def is_real_time(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_event_time_check_matches_the_pattern_and_the_calendar() -> None:
+    components = itertools.product(
+        ["0000", "0001", "1900", "2000", "2023", "2024", "9999"],
+        ["00", "01", "02", "04", "06", "09", "11", "12", "13", "99"],
+        ["00", "01", "28", "29", "30", "31", "32", "99"],
+        ["00", "23", "24", "99"],
+        ["00", "59", "60"],
+        ["00", "59", "60"],
+    )
+    candidates = {f"{y}-{mo}-{d}T{h}:{mi}:{s}Z" for y, mo, d, h, mi, s in components}
+    candidates |= mutations("2024-02-29T23:59:59Z")
+    for text in candidates:
+        accepted = EVENT_TIME.fullmatch(text) is not None and is_real_time(text)
+        assert outcome("eventTime", text) == (None if accepted else ("eventTime", "format")), repr(text)
+
+
+@pytest.mark.parametrize(
+    ("field", "pattern", "valid"),
+    [
+        ("eventID", GUID, "0d9b7a2e-5c41-4f0e-9A3B-2f6c8d1e7a90"),
+        ("sharedEventID", GUID, "1F2E3D4C-5b6a-4798-8a9b-0c1d2e3f4a5b"),
+        ("recipientAccountId", ACCOUNT_ID, "111122223333"),
+        ("awsRegion", REGION, "us-gov-west-1r"),
+        ("awsRegion", REGION, "sagov-westsouth-12"),
+    ],
+)
+def test_format_checks_match_their_patterns(field: str, pattern: re.Pattern[str], valid: str) -> None:
+    rng = random.Random(field)
+    candidates = mutations(valid) | {
+        "".join(rng.choice("az-09A\u0663 ") for _ in range(rng.randrange(16))) for _ in range(5000)
+    }
+    if field == "awsRegion":  # the shapes the pattern distinguishes: word counts and lengths
+        words = ["a", "ab", "1", "12", "1a", "123", ""]  # up to 6 words: one more than the pattern allows
+        candidates |= {"-".join(chosen) for n in range(1, 7) for chosen in itertools.product(words, repeat=n)}
+    for text in candidates:
+        accepted = pattern.fullmatch(text) is not None
+        assert outcome(field, text) == (None if accepted else (field, "format")), repr(text)
+
+
+def test_event_version_check_matches_its_pattern() -> None:
+    candidates = {"".join(chars) for n in range(6) for chars in itertools.product("01.a\u0663", repeat=n)}
+    candidates |= mutations("1.11") | {"10.1", "01.1", "1.0", "1.", ".1", "11.1", "2.11"}
+    for text in candidates:
+        match = EVENT_VERSION.fullmatch(text)
+        expected = None if match is None or match.group(1) == "1" else ("eventVersion", "major_version")
+        if match is None:
+            expected = ("eventVersion", "format")
+        assert outcome("eventVersion", text) == expected, repr(text)
+
+
+class Name(str):
+    """A str subclass as a member name (the compiled checks only cache exact str names)."""
+
+
+@pytest.mark.parametrize("make", [lambda name: "".join(list(name)), Name], ids=["fresh-objects", "str-subclass"])
+def test_member_names_need_not_be_the_same_objects(make: Any) -> None:
+    """The checks remember member names by identity; other name objects are checked the same way."""
+    for _ in range(50):
+        validate_event({make(name): value for name, value in valid_record().items()})
+        bad = {make(name): value for name, value in valid_record(eventTime="nope", readOnly=None).items()}
+        assert (rejected(bad).field, rejected(bad).rule) == ("eventTime", "format")
+        missing = {make(name): value for name, value in without(valid_record(), "awsRegion").items()}
+        assert (rejected(missing).field, rejected(missing).rule) == ("awsRegion", "required")

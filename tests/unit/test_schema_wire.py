@@ -160,6 +160,17 @@ DECODE_ERRORS = {
     "trailing-bytes": (ENCODED + b"\x00\x00", "trailing_bytes", "2 unexpected bytes after the Avro body"),
     "bad-union-tag": (_with_body(b"\x06"), "corrupt_body", "eventVersion: bad union tag byte 6"),
     "negative-length": (_with_body(b"\x02\x03"), "corrupt_body", "negative length"),
+    "varint-beyond-64-bits": (_with_body(b"\x02" + b"\xff" * 9 + b"\x7f"), "corrupt_body", "exceeds 64 bits"),
+    "varint-beyond-10-bytes": (
+        _with_body(b"\x02" + b"\xff" * 9 + b"\x81\x01"),
+        "corrupt_body",
+        "varint longer than 10 bytes",
+    ),
+    "scalar-union-tag-beyond-its-branches": (
+        _with_body(b"\x00" * 15 + b"\x04"),  # 15 absent members, then readOnly: ["null", "boolean"]
+        "corrupt_body",
+        "CloudTrailEvent.readOnly: no union branch for tag byte 4",
+    ),
     "invalid-utf8-string": (_with_body(b"\x02\x02\xff"), "corrupt_body", "utf-8"),
     "bad-json-member": (
         _with_body(_fastavro_body({"requestParameters": "{not json"})),

@@ -1,3 +1,4 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
 """Checks an incoming CloudTrail record passes before it is produced.
 
 :func:`validate_event` takes the record as a ``dict`` or as its JSON text (``bytes``/``str``) and
@@ -41,17 +42,32 @@ of §9); they are strict where the pipeline depends on a field and lenient elsew
 
 Known limit: JSON text is parsed with orjson, which reads integers outside [-2**63, 2**64) as
 floats; CloudTrail records do not carry such numbers.
+
+This module is compiled with Cython: it runs for every record a producer emits. The formats are
+checked by small C matchers rather than regular expressions; the tests hold each matcher to the
+regular expression it replaces.
 """
 
-from __future__ import annotations
-
 import json
-import re
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 import orjson
+
+from cpython.dict cimport PyDict_CheckExact, PyDict_Next
+from cpython.long cimport PyLong_AsSsize_t
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.unicode cimport PyUnicode_CheckExact
+from libc.string cimport memset
+
+
+cdef extern from "Python.h":
+    PyObject* PyDict_GetItemWithError(object d, object key) except? NULL
+    Py_ssize_t PyUnicode_GET_LENGTH(object text)
+    Py_UCS4 PyUnicode_READ_CHAR(object text, Py_ssize_t index)
+    PyTypeObject* Py_TYPE(PyObject* o)
 
 __all__ = [
     "INSIGHT_REQUIRED_FIELDS",
@@ -62,9 +78,9 @@ __all__ = [
     "validate_event",
 ]
 
-MAX_RECORD_BYTES: Final = 256 * 1024
+MAX_RECORD_BYTES = 256 * 1024
 
-REQUIRED_FIELDS: Final = (
+REQUIRED_FIELDS = (
     "eventVersion",
     "eventTime",
     "eventSource",
@@ -75,7 +91,7 @@ REQUIRED_FIELDS: Final = (
     "eventCategory",
     "recipientAccountId",
 )
-INSIGHT_REQUIRED_FIELDS: Final = (
+INSIGHT_REQUIRED_FIELDS = (
     "eventVersion",
     "eventTime",
     "awsRegion",
@@ -85,7 +101,7 @@ INSIGHT_REQUIRED_FIELDS: Final = (
     "recipientAccountId",
     "insightDetails",
 )
-EVENT_CATEGORIES: Final = frozenset({"Management", "Data", "NetworkActivity", "Insight"})
+EVENT_CATEGORIES = frozenset({"Management", "Data", "NetworkActivity", "Insight"})
 
 _STRING_FIELDS = (
     "eventVersion", "eventTime", "eventSource", "eventName", "awsRegion", "sourceIPAddress",
@@ -98,26 +114,63 @@ _OBJECT_FIELDS = (
     "serviceEventDetails", "addendum", "edgeDeviceDetails", "tlsDetails", "insightDetails",
     "eventContext",
 )  # fmt: skip
-_FIELD_TYPES: Final[dict[str, type]] = {
+cdef dict _FIELD_TYPES = {
     **dict.fromkeys(_STRING_FIELDS, str),
     **dict.fromkeys(_OBJECT_FIELDS, dict),
     "readOnly": bool,
     "managementEvent": bool,
     "resources": list,
 }
-_NON_EMPTY: Final = ("eventSource", "eventName", "eventType")
-_RESOURCE_STRINGS: Final = ("ARN", "accountId", "type")
+cdef tuple _RESOURCE_STRINGS = ("ARN", "accountId", "type")
 
-_EVENT_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_ACCOUNT_ID = re.compile(r"[0-9]{12}")
-_REGION = re.compile(r"[a-z]{2,}(?:-[a-z]+){1,3}-[0-9]{1,2}[a-z]?")
-_EVENT_VERSION = re.compile(r"([0-9]+)\.[0-9]+")
+# _check_record reads the record once: each known member's value lands in a slot, by field number.
+cdef enum:
+    _FIELD_COUNT = 32
+    _CACHE_SLOTS = 128  # a power of two
+cdef tuple _FIELDS = tuple(_FIELD_TYPES)
+cdef tuple _TYPES = tuple(_FIELD_TYPES.values())
+cdef dict _NUMBERS = {name: number for number, name in enumerate(_FIELDS)}
+assert len(_FIELDS) == _FIELD_COUNT
+cdef tuple _REQUIRED = tuple(_NUMBERS[name] for name in REQUIRED_FIELDS)
+cdef tuple _INSIGHT_REQUIRED = tuple(_NUMBERS[name] for name in INSIGHT_REQUIRED_FIELDS)
+cdef tuple _NON_EMPTY = tuple(_NUMBERS[name] for name in ("eventSource", "eventName", "eventType"))
+cdef Py_ssize_t _VERSION = _NUMBERS["eventVersion"]
+cdef Py_ssize_t _TIME = _NUMBERS["eventTime"]
+cdef Py_ssize_t _ID = _NUMBERS["eventID"]
+cdef Py_ssize_t _ACCOUNT = _NUMBERS["recipientAccountId"]
+cdef Py_ssize_t _REGION = _NUMBERS["awsRegion"]
+cdef Py_ssize_t _CATEGORY = _NUMBERS["eventCategory"]
+cdef Py_ssize_t _SHARED_ID = _NUMBERS["sharedEventID"]
+cdef Py_ssize_t _RESOURCES = _NUMBERS["resources"]
+
+# Member names seen before, by identity: records made alike (by orjson, or from literals) reuse the
+# same name objects, so most lookups end here. Each cached name is kept alive, so its address cannot
+# be taken by another object while it is cached.
+cdef PyObject* _cache_names[_CACHE_SLOTS]
+cdef Py_ssize_t _cache_numbers[_CACHE_SLOTS]
+memset(_cache_names, 0, sizeof(_cache_names))
+
+
+cdef inline Py_ssize_t _number_of(PyObject* name) except -2:
+    """The field number of a member name, -1 when it is not a known top-level field."""
+    cdef size_t slot = (<size_t>name >> 4) & (_CACHE_SLOTS - 1)
+    cdef PyObject* found
+    cdef Py_ssize_t number
+    if _cache_names[slot] == name:
+        return _cache_numbers[slot]
+    found = PyDict_GetItemWithError(_NUMBERS, <object>name)
+    number = -1 if found == NULL else PyLong_AsSsize_t(<object>found)
+    if PyUnicode_CheckExact(<object>name):  # str subclasses may compare unlike themselves: not cached
+        Py_INCREF(<object>name)
+        Py_XDECREF(_cache_names[slot])
+        _cache_names[slot] = name
+        _cache_numbers[slot] = number
+    return number
 
 # Re-serialising JSON text compactly can only grow it by rewriting numbers (1e9 -> 1000000000.0),
 # by less than 8x; text up to MAX/8 bytes therefore cannot exceed MAX and is not measured.
-_GROWTH_BOUND: Final = 8
-_UTF8_MAX_BYTES_PER_CHAR: Final = 4
+cdef Py_ssize_t _GROWTH_BOUND = 8
+cdef Py_ssize_t _UTF8_MAX_BYTES_PER_CHAR = 4
 
 
 class InvalidEventError(ValueError):
@@ -155,8 +208,8 @@ def _shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-_TYPE_NAMES: Final = {str: "a string", dict: "an object", bool: "a boolean", list: "an array"}
-_TEXT_TYPES: Final = (bytes, bytearray, memoryview, str)
+cdef dict _TYPE_NAMES = {str: "a string", dict: "an object", bool: "a boolean", list: "an array"}
+cdef tuple _TEXT_TYPES = (bytes, bytearray, memoryview, str)
 
 
 def parse_event(data: bytes | bytearray | memoryview | str) -> dict[str, Any]:
@@ -189,7 +242,7 @@ def _raise_encoding_error(data: bytes | bytearray | memoryview | str) -> None:
         ) from None
 
 
-def _serialized_size(record: Mapping[str, Any]) -> int:
+cdef Py_ssize_t _serialized_size(object record) except -1:
     try:
         return len(orjson.dumps(record))
     except TypeError:
@@ -200,16 +253,17 @@ def _serialized_size(record: Mapping[str, Any]) -> int:
         raise InvalidEventError("record", "json", f"holds a value JSON cannot represent ({exc})") from None
 
 
-def validate_event(
-    event: Mapping[str, Any] | bytes | bytearray | memoryview | str,
-    *,
-    max_bytes: int = MAX_RECORD_BYTES,
-) -> dict[str, Any]:
+def validate_event(event, *, Py_ssize_t max_bytes=MAX_RECORD_BYTES):
     """Validate one CloudTrail record (dict or JSON text) and return it as a dict.
 
+    ``event``: a mapping, or JSON text as ``bytes``, ``bytearray``, ``memoryview`` or ``str``.
     Raises :class:`InvalidEventError` naming the first field and rule that failed.
     """
-    if isinstance(event, _TEXT_TYPES):
+    cdef Py_ssize_t size, bound
+    if PyDict_CheckExact(event):
+        record = event
+        size = _serialized_size(record)
+    elif isinstance(event, _TEXT_TYPES):
         record = parse_event(event)
         bound = len(event) * (_UTF8_MAX_BYTES_PER_CHAR if isinstance(event, str) else 1)
         size = _serialized_size(record) if bound * _GROWTH_BOUND > max_bytes else 0
@@ -234,60 +288,84 @@ def _predates_event_category(version: Any) -> bool:
     return isinstance(version, str) and version.startswith("1.") and version[2:].isdigit() and int(version[2:]) < 7
 
 
-def _check_record(record: dict[str, Any]) -> None:
-    expected_type = _FIELD_TYPES.get
-    for name, value in record.items():
-        expected = expected_type(name)
-        if expected is None or type(value) is expected or value is None:
-            continue
-        if not isinstance(value, expected):
-            raise InvalidEventError(name, "type", f"must be {_TYPE_NAMES[expected]} (got {_shown(value)})")
+cdef int _check_record(dict record) except -1:
+    cdef PyObject* values[_FIELD_COUNT]
+    cdef Py_ssize_t position = 0, number
+    cdef PyObject* name
+    cdef PyObject* value
+    cdef PyObject* expected
+    memset(values, 0, sizeof(values))
+    try:
+        while PyDict_Next(record, &position, &name, &value):
+            number = _number_of(name)
+            if number < 0:
+                continue  # an unknown member: allowed
+            Py_INCREF(<object>value)
+            values[number] = value
+            expected = PyTuple_GET_ITEM(_TYPES, number)
+            if <PyObject*>Py_TYPE(value) == expected or <object>value is None:
+                continue
+            if not isinstance(<object>value, <object>expected):
+                raise InvalidEventError(
+                    <object>name, "type", f"must be {_TYPE_NAMES[<object>expected]} (got {_shown(<object>value)})"
+                )
+        return _check_values(values)
+    finally:
+        for number in range(_FIELD_COUNT):
+            Py_XDECREF(values[number])
 
-    category = record.get("eventCategory")
-    required = INSIGHT_REQUIRED_FIELDS if category == "Insight" else REQUIRED_FIELDS
-    for name in required:
-        if name == "eventCategory" and _predates_event_category(record.get("eventVersion")):
-            continue
-        if record.get(name) is None:
-            got = " (got null)" if name in record else ""
+
+cdef inline object _value(PyObject** values, Py_ssize_t number):
+    """The member's value; None when it is absent."""
+    return None if values[number] == NULL else <object>values[number]
+
+
+cdef int _check_values(PyObject** values) except -1:
+    category = _value(values, _CATEGORY)
+    for number in (_INSIGHT_REQUIRED if category == "Insight" else _REQUIRED):
+        if _value(values, number) is None:
+            name = _FIELDS[number]
+            if name == "eventCategory" and _predates_event_category(_value(values, _VERSION)):
+                continue
+            got = " (got null)" if values[number] != NULL else ""
             raise InvalidEventError(name, "required", f"is required{got}")
-    for name in _NON_EMPTY:
-        if record.get(name) == "":
-            raise InvalidEventError(name, "non_empty", "must be a non-empty string")
+    for number in _NON_EMPTY:
+        if _value(values, number) == "":
+            raise InvalidEventError(_FIELDS[number], "non_empty", "must be a non-empty string")
 
-    version = record["eventVersion"]
-    match = _EVENT_VERSION.fullmatch(version)
-    if match is None:
+    version = <object>values[_VERSION]
+    major = _event_version_major(version)
+    if major < 0:
         raise InvalidEventError(
             "eventVersion", "format", f"must be <major>.<minor> digits like 1.11 (got {_shown(version)})"
         )
-    if match.group(1) != "1":
+    if major != 1:
         raise InvalidEventError("eventVersion", "major_version", f"major version must be 1 (got {_shown(version)})")
 
-    event_time = record["eventTime"]
-    if _EVENT_TIME.fullmatch(event_time) is None or not _is_real_time(event_time):
+    event_time = <object>values[_TIME]
+    if not _is_event_time(event_time):
         raise InvalidEventError(
             "eventTime",
             "format",
             f"must be an ISO-8601 UTC timestamp like 2024-08-01T13:33:28Z (got {_shown(event_time)})",
         )
 
-    event_id = record["eventID"]
-    if _GUID.fullmatch(event_id) is None:
+    event_id = <object>values[_ID]
+    if not _is_guid(event_id):
         raise InvalidEventError(
             "eventID",
             "format",
             f"must be a GUID like 0d9b7a2e-5c41-4f0e-9a3b-2f6c8d1e7a90 (got {_shown(event_id)})",
         )
 
-    account = record["recipientAccountId"]
-    if _ACCOUNT_ID.fullmatch(account) is None:
+    account = <object>values[_ACCOUNT]
+    if not _is_account_id(account):
         raise InvalidEventError(
             "recipientAccountId", "format", f"must be a 12-digit AWS account id (got {_shown(account)})"
         )
 
-    region = record["awsRegion"]
-    if _REGION.fullmatch(region) is None:
+    region = <object>values[_REGION]
+    if not _is_region(region):
         raise InvalidEventError(
             "awsRegion",
             "format",
@@ -302,24 +380,17 @@ def _check_record(record: dict[str, Any]) -> None:
             f"must be one of Management, Data, NetworkActivity, Insight (got {_shown(category)})",
         )
 
-    shared = record.get("sharedEventID")
-    if shared is not None and _GUID.fullmatch(shared) is None:
+    shared = _value(values, _SHARED_ID)
+    if shared is not None and not _is_guid(shared):
         raise InvalidEventError("sharedEventID", "format", f"must be a GUID (got {_shown(shared)})")
 
-    resources = record.get("resources")
+    resources = _value(values, _RESOURCES)
     if resources:
         _check_resources(resources)
+    return 0
 
 
-def _is_real_time(text: str) -> bool:
-    try:
-        datetime.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _check_resources(resources: list[Any]) -> None:
+cdef int _check_resources(object resources) except -1:
     for index, resource in enumerate(resources):
         if not isinstance(resource, dict):
             raise InvalidEventError(f"resources[{index}]", "type", f"must be an object (got {_shown(resource)})")
@@ -327,3 +398,131 @@ def _check_resources(resources: list[Any]) -> None:
             value = resource.get(key)
             if value is not None and not isinstance(value, str):
                 raise InvalidEventError(f"resources[{index}].{key}", "type", f"must be a string (got {_shown(value)})")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Formats. Each matcher takes a str (the type checks come first) and accepts exactly what the
+# regular expression in its docstring fully matches; [0-9], [a-z] and [a-fA-F] are ASCII only.
+
+
+cdef inline bint _is_digit(Py_UCS4 char):
+    return c'0' <= char <= c'9'
+
+
+cdef inline bint _is_lower(Py_UCS4 char):
+    return c'a' <= char <= c'z'
+
+
+cdef inline bint _is_hex(Py_UCS4 char):
+    return _is_digit(char) or c'a' <= char <= c'f' or c'A' <= char <= c'F'
+
+
+cdef bint _matches_template(object text, const char* template, Py_ssize_t length):
+    """Each ``D`` of the template is a digit, each ``H`` a hex digit, anything else itself."""
+    cdef Py_ssize_t index
+    cdef Py_UCS4 char
+    if PyUnicode_GET_LENGTH(text) != length:
+        return False
+    for index in range(length):
+        char = PyUnicode_READ_CHAR(text, index)
+        if template[index] == c'D':
+            if not _is_digit(char):
+                return False
+        elif template[index] == c'H':
+            if not _is_hex(char):
+                return False
+        elif char != <Py_UCS4>template[index]:
+            return False
+    return True
+
+
+cdef int _digits(object text, Py_ssize_t start, Py_ssize_t stop):
+    cdef int value = 0
+    cdef Py_ssize_t index
+    for index in range(start, stop):
+        value = value * 10 + <int>PyUnicode_READ_CHAR(text, index) - <int>c'0'
+    return value
+
+
+cdef int _days_in_month(int year, int month):
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+cdef bint _is_event_time(object text):
+    """``[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z`` naming a real time (year 1 to 9999)."""
+    cdef int year, month, day
+    if not _matches_template(text, b"DDDD-DD-DDTDD:DD:DDZ", 20):
+        return False
+    year = _digits(text, 0, 4)
+    month = _digits(text, 5, 7)
+    day = _digits(text, 8, 10)
+    return (
+        year >= 1
+        and 1 <= month <= 12
+        and 1 <= day <= _days_in_month(year, month)
+        and _digits(text, 11, 13) <= 23
+        and _digits(text, 14, 16) <= 59
+        and _digits(text, 17, 19) <= 59
+    )
+
+
+cdef bint _is_guid(object text):
+    """``[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}``"""
+    return _matches_template(text, b"HHHHHHHH-HHHH-HHHH-HHHH-HHHHHHHHHHHH", 36)
+
+
+cdef bint _is_account_id(object text):
+    """``[0-9]{12}``"""
+    return _matches_template(text, b"DDDDDDDDDDDD", 12)
+
+
+cdef bint _is_region(object text):
+    """``[a-z]{2,}(?:-[a-z]+){1,3}-[0-9]{1,2}[a-z]?``
+
+    No character class holds ``-``, so the hyphens split the name into its words: a first word of
+    two or more letters, one to three words of letters, and a last word of one or two digits and
+    an optional letter.
+    """
+    cdef Py_ssize_t length = PyUnicode_GET_LENGTH(text)
+    cdef Py_ssize_t end, at, start = 0, words = 0
+    cdef Py_UCS4 char
+    for end in range(length):  # each word but the last ends at a hyphen
+        if PyUnicode_READ_CHAR(text, end) != c'-':
+            continue
+        if words == 4 or end - start < (2 if words == 0 else 1):
+            return False
+        for at in range(start, end):
+            if not _is_lower(PyUnicode_READ_CHAR(text, at)):
+                return False
+        words += 1
+        start = end + 1
+    if words < 2 or not 1 <= length - start <= 3 or not _is_digit(PyUnicode_READ_CHAR(text, start)):
+        return False
+    for at in range(start + 1, length):  # the last word: [0-9]{1,2}[a-z]?
+        char = PyUnicode_READ_CHAR(text, at)
+        if _is_digit(char):
+            if at != start + 1:
+                return False
+        elif not (_is_lower(char) and at == length - 1):
+            return False
+    return True
+
+
+cdef int _event_version_major(object text):
+    """``([0-9]+)\\.[0-9]+``: 1 when group 1 is ``1``, 2 for another major, -1 when it does not match."""
+    cdef Py_ssize_t length = PyUnicode_GET_LENGTH(text)
+    cdef Py_ssize_t index, dot = -1
+    cdef Py_UCS4 char
+    for index in range(length):
+        char = PyUnicode_READ_CHAR(text, index)
+        if char == c'.' and dot < 0:
+            dot = index
+        elif not _is_digit(char):
+            return -1
+    if dot < 1 or dot == length - 1:
+        return -1
+    return 1 if dot == 1 and PyUnicode_READ_CHAR(text, 0) == c'1' else 2
+
