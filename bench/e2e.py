@@ -343,7 +343,7 @@ def measure_latency(workers: dict[str, Worker], offsets: Offsets, settings: Sett
     sent: dict[str, float] = {}
     announcements = Announcements(settings)
     try:
-        with EventProducer(settings) as producer:
+        with EventProducer(settings, **{"linger.ms": 1}) as producer:
             began = time.monotonic()
             emitted = 0
             while emitted < count:

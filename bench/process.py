@@ -29,7 +29,6 @@ import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
-from unittest import mock
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
@@ -39,7 +38,7 @@ from kafkatrail.stack import LocalStack
 from kafkatrail.stack.processes import free_port
 from kafkatrail.topics import create_topics
 from processors.dedupe import DedupeWindow
-from producers.event_producer import PRODUCER_DEFAULTS, EventProducer
+from producers.event_producer import EventProducer
 from producers.simulate import simulate_to_kafka
 from producers.simulator import Limit, TrafficModel, TrafficSimulator
 from trails.definitions import load_trails
@@ -179,10 +178,7 @@ def measure_latency(processor: Processor, settings: Settings, already: int, rate
     listener.start()
     try:
         time.sleep(1.0)
-        # Patched, not passed: EventProducer(settings, **{"linger.ms": 1}) collides with its own default.
-        with mock.patch.dict(PRODUCER_DEFAULTS, {"linger.ms": 1}):
-            producer = EventProducer(settings)
-        with producer:
+        with EventProducer(settings, **{"linger.ms": 1}) as producer:
             began = time.perf_counter()
             emitted = 0
             while emitted < count:

@@ -4,7 +4,8 @@ Why confluent-kafka and not a faust agent
     DESIGN.md names faust for the processors; two measurements on this code base ruled it out for this
     role. (1) Speed: an agent that does nothing but count (aiokafka transport) reads 5,800-8,000 events/s
     with `stream.take_events(1000)`, 6,500-8,000/s per event, 8,000-9,100/s with uvloop, on this 2-core
-    machine (`bench/faust_ceiling.py`), against a target of 20,000/s with all the work done. (2) Exactly-once: faust-streaming 0.15's
+    machine (`bench/faust_ceiling.py`), against a target of 20,000/s with all the work done.
+    (2) Exactly-once: faust-streaming 0.15's
     `exactly_once` routes each send to the transactional producer of the *destination* partition
     (`TransactionManager.send`), which is only right for co-partitioned output; the delivery topic is
     keyed by trail, account and region, so a (trail, event) pair would be committed in another

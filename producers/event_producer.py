@@ -147,8 +147,11 @@ class EventProducer:
             raise DeliveryError(failures, unsent)
 
     def close(self, timeout_s: float = 60.0) -> None:
-        """Flush; the producer cannot be used afterwards."""
-        self.flush(timeout_s)
+        """Flush, then release librdkafka's client; the producer cannot be used afterwards."""
+        try:
+            self.flush(timeout_s)
+        finally:
+            self._producer.close()
 
     def __enter__(self) -> EventProducer:
         return self
