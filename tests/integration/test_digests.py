@@ -1,9 +1,12 @@
 """Digest files end to end: the pipeline with a 3-second digest period, a SIGKILLed digest worker, AWS's own
-`aws cloudtrail validate-logs` (aws-cli v1 from PyPI) and ours agreeing on every file, and on each tampering."""
+`aws cloudtrail validate-logs` (aws-cli v1 from PyPI) and ours agreeing on every file, and on each tampering;
+and a KMS key in the AWS stand-in as the signing key."""
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -21,6 +24,7 @@ from typing import Any
 import boto3
 import pytest
 
+from kafkatrail.signing_keys import SigningKeys, load_pkcs1, read_public_keys, verify
 from kafkatrail.stack import Endpoints
 from kafkatrail.stack.processes import free_port
 from kafkatrail.topics import create_topics
@@ -275,3 +279,15 @@ def tampering(s3: Any, bucket: str, digests: dict[str, tuple[dict[str, Any], dic
         ("a digest without its signature metadata", remove_signature,
          f"Digest file\ts3://{bucket}/{middle}\tINVALID: signature verification failed"),
     ]
+
+
+def test_a_kms_key_signs_digests_and_no_private_key_touches_disk(stack: Endpoints, tmp_path: Path) -> None:
+    kms = boto3.client("kms", endpoint_url=stack.aws_endpoint_url)
+    key_arn = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    keys = SigningKeys(tmp_path, rotation_s=86_400, kms_key_id=key_arn, kms_client=kms)
+    key = keys.current()
+    der = base64.b64decode(key.value)
+    assert key.value.startswith("MIIBCgKCAQEA") and key.fingerprint == hashlib.md5(der).hexdigest()
+    assert verify(load_pkcs1(der), keys.sign(key, b"string to sign"), b"string to sign")
+    assert [path.name for path in tmp_path.iterdir()] == ["public-keys.json"]
+    assert read_public_keys(tmp_path) == [key] and key.kms_key_id == key_arn
