@@ -172,3 +172,16 @@ def test_a_chain_that_starts_over_is_a_gap_not_an_error(world: tuple[FakeS3, dic
     assert status == 0
     assert "No log files were delivered by CloudTrail between 2024-05-01T12:00:00Z and 2024-05-01T12:30:00Z" in err
     assert "3/3 digest files valid\n2/2 log files valid" in out
+
+
+def test_organization_chains_are_found_per_member_account_and_other_trails_left_out(tmp_path: Path) -> None:
+    s3 = FakeS3()
+    end = T0 + timedelta(hours=1)
+    members = [ChainId("org", "us-east-1", BUCKET, "", "o-a1b2c3d4e5", account, "eu-west-1")
+               for account in ("111122223333", "444455556666")]
+    other = ChainId("other", "us-east-1", BUCKET, "", "o-a1b2c3d4e5", "111122223333", "eu-west-1")
+    for chain in [*members, other]:
+        s3.put(BUCKET, chain.key(end), b"")
+    s3.put(BUCKET, members[0].key(T0 + timedelta(days=2)), b"")
+    found = chains_in(s3, BUCKET, "", T0, end, trail=("org", "us-east-1"))
+    assert found == {chain: [chain.key(end)] for chain in members}
