@@ -178,17 +178,18 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_validate_logs(args: argparse.Namespace) -> int:
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    from kafkatrail.validate_logs import ValidationError, parse_when, run_validation
+    from kafkatrail.validate_logs import ValidationError, parse_when, run_validation, trail_of_arn
 
     try:
         start = parse_when(args.start_time, "--start-time")
         end = parse_when(args.end_time, "--end-time") if args.end_time else datetime.now(UTC)
-        home = args.trail_arn.split(":")[3] if args.trail_arn and args.trail_arn.count(":") >= 5 else None
+        home = trail_of_arn(args.trail_arn)[1] if args.trail_arn else None
         cloudtrail = boto3.client("cloudtrail", region_name=args.region or home or None)
         return run_validation(cloudtrail, boto3.client("s3"), args.trail_arn, args.s3_bucket, args.s3_prefix, start,
                               end, args.region, args.verbose)
-    except ValidationError as exc:
+    except (ValidationError, BotoCoreError, ClientError) as exc:
         print(f"kafkatrail: error: {exc}", file=sys.stderr)
         return 1
 

@@ -310,16 +310,21 @@ def parse_when(text: str, option: str) -> datetime:
     return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
 
 
+def trail_of_arn(trail_arn: str) -> tuple[str, str]:
+    """(trail name, home region) of a trail ARN."""
+    match = TRAIL_ARN.match(trail_arn)
+    if not match:
+        raise ValidationError(f"--trail-arn: must look like arn:aws:cloudtrail:<region>:<account>:trail/<name> "
+                              f"(got {trail_arn!r})")
+    return match["name"], match["home"]
+
+
 def run_validation(cloudtrail: Any, s3: Any, trail_arn: str | None, bucket: str | None, prefix: str | None,
                    start: datetime, end: datetime, region: str | None, verbose: bool) -> int:
     """Resolve the trail (DescribeTrails) and the public keys (ListPublicKeys), then validate."""
     trail: tuple[str, str] | None = None
     if trail_arn:
-        match = TRAIL_ARN.match(trail_arn)
-        if not match:
-            raise ValidationError(f"--trail-arn: must look like arn:aws:cloudtrail:<region>:<account>:trail/<name> "
-                                  f"(got {trail_arn!r})")
-        trail = (match["name"], match["home"])
+        trail = trail_of_arn(trail_arn)
         if bucket is None:
             found = [t for t in cloudtrail.describe_trails()["trailList"] if t.get("TrailARN") == trail_arn]
             if not found:
