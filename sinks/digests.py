@@ -34,6 +34,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from kafkatrail.settings import Settings
@@ -110,6 +111,7 @@ class DigestWorker:
         kms = boto3.client("kms", config=AWS_CLIENT_CONFIG) if settings.keys.kms_key_id else None
         self.keys = SigningKeys(settings.keys.folder, settings.keys.rotation_s, settings.keys.kms_key_id, kms)
         self.feed = TrailFeed(settings, self._trail_changed)
+        self.admin = AdminClient(settings.kafka_config())
         self.consumer = Consumer(settings.kafka_config(**{
             "group.id": self.config.group_id, "enable.auto.commit": False, "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest"}))
@@ -211,6 +213,10 @@ class DigestWorker:
 
     def _find_latest_digest(self, chain: ChainId) -> tuple[Previous | None, set[str]]:
         """The newest digest of the chain (looking back day folder by day folder) and the files it lists."""
+        anything = self._call("list_objects_v2", lambda _: self.s3.list_objects_v2(
+            Bucket=chain.bucket, Prefix=chain.folder, MaxKeys=1))
+        if not anything.get("Contents"):
+            return None, set()
         today = datetime.now(UTC)
         for days_back in range(self.config.lookback_days + 1):
             folder = chain.day_folder(today - timedelta(days=days_back))
@@ -228,10 +234,14 @@ class DigestWorker:
         return None, set()
 
     def _read_to_end(self) -> None:
-        """Consume until every partition's position reaches the end offset it has now."""
+        """Consume until every partition's position reaches the end offset it has now.
+
+        The end offsets come from an admin client: asked on the consumer, each waits behind its fetch long-poll.
+        """
         assignment = self.consumer.assignment()
-        ends = {tp.partition: self.consumer.get_watermark_offsets(tp, timeout=KAFKA_TIMEOUT_S, cached=False)[1]
-                for tp in assignment}
+        latest = self.admin.list_offsets({TopicPartition(self.topic, tp.partition): OffsetSpec.latest()
+                                          for tp in assignment}, request_timeout=KAFKA_TIMEOUT_S)
+        ends = {tp.partition: future.result().offset for tp, future in latest.items()}
         deadline = time.monotonic() + KAFKA_TIMEOUT_S
         while time.monotonic() < deadline:
             positions = {tp.partition: tp.offset for tp in self.consumer.position(assignment)}
