@@ -83,8 +83,19 @@ class ChainState:
     pending: dict[str, LogFileEntry] = field(default_factory=dict)
     listed: deque[set[str]] = field(default_factory=lambda: deque(maxlen=REMEMBERED_DIGESTS))
 
-    def already_listed(self, key: str) -> bool:
-        return key in self.pending or any(key in keys for keys in self.listed)
+    def add(self, entry: LogFileEntry) -> bool:
+        """Queue a stored file for the next digest, unless it is queued or in one of the last digests already."""
+        if entry.key in self.pending or any(entry.key in keys for keys in self.listed):
+            return False
+        self.pending[entry.key] = entry
+        return True
+
+    def advance(self, stored: Previous) -> None:
+        """The digest of the pending files is stored: the next one starts where it ended and links to it."""
+        self.previous = stored
+        self.start = stored.end
+        self.listed.append(set(self.pending))
+        self.pending = {}
 
 
 def chain_of(trail: Trail, account: str, region: str) -> ChainId:
@@ -170,10 +181,8 @@ class DigestWorker:
         trail = self.trails.get(trail_arn)
         if not validating(trail):
             return
-        state = self._chain(trail, account, region)  # type: ignore[arg-type]
-        if not state.already_listed(span.object_key):
-            state.pending[span.object_key] = LogFileEntry(span.bucket, span.object_key, span.sha256,
-                                                          span.oldest_event_time, span.newest_event_time)
+        self._chain(trail, account, region).add(LogFileEntry(  # type: ignore[arg-type]
+            span.bucket, span.object_key, span.sha256, span.oldest_event_time, span.newest_event_time))
 
     def _chain(self, trail: Trail, account: str, region: str) -> ChainState:
         """The state of a chain, found again in S3 the first time this process meets it."""
@@ -271,10 +280,7 @@ class DigestWorker:
         self._call("put_object", lambda _: self.s3.put_object(
             Bucket=state.chain.bucket, Key=document["digestS3Object"], Body=signed.body, Metadata=signed.metadata,
             ServerSideEncryption="AES256"))
-        state.previous = signed.previous_for_next
-        state.start = end
-        state.listed.append(set(state.pending))
-        state.pending = {}
+        state.advance(signed.previous_for_next)
         self.metrics.digests.labels("files" if files else "empty").inc()
         self.metrics.files.inc(len(files))
 
