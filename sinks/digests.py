@@ -178,11 +178,14 @@ class DigestWorker:
         if kind != "stored":
             return
         trail_arn, account, region = span.delivery_key.split("|")
-        trail = self.trails.get(trail_arn)
-        if not validating(trail):
-            return
-        self._chain(trail, account, region).add(LogFileEntry(  # type: ignore[arg-type]
-            span.bucket, span.object_key, span.sha256, span.oldest_event_time, span.newest_event_time))
+        state = self.chains.get((trail_arn, account, region))
+        if state is None:
+            trail = self.trails.get(trail_arn)
+            if not validating(trail):
+                return
+            state = self._chain(trail, account, region)  # type: ignore[arg-type]
+        state.add(LogFileEntry(span.bucket, span.object_key, span.sha256, span.oldest_event_time,
+                               span.newest_event_time))
 
     def _chain(self, trail: Trail, account: str, region: str) -> ChainState:
         """The state of a chain, found again in S3 the first time this process meets it."""
@@ -261,6 +264,7 @@ class DigestWorker:
         log.warning("journal not read to its end before the digest; late files go to the next digest")
 
     def _write_digests(self, end: datetime) -> None:
+        """One digest per chain; a chain whose trail stopped validating gets a last one for its pending files."""
         for ident, state in list(self.chains.items()):
             trail = self.trails.get(ident[0])
             active = validating(trail)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sinks.digest_files import ChainId, LogFileEntry, Previous
-from sinks.digests import REMEMBERED_DIGESTS, ChainState
+from sinks.digests import REMEMBERED_DIGESTS, ChainState, DigestWorker
+from sinks.journal import FileSpan
 
 CHAIN = ChainId("audit", "us-east-1", "bucket", "", None, "111122223333", "eu-west-1")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -44,3 +45,34 @@ def test_files_are_remembered_for_a_bounded_number_of_digests() -> None:
     assert not state.add(entry("a"))
     state.advance(stored(REMEMBERED_DIGESTS + 1))
     assert state.add(entry("a"))
+
+
+class StoredRecord:
+    """The journal message a `stored` record arrives as."""
+
+    def __init__(self, span: FileSpan) -> None:
+        self.span = span
+
+    def error(self) -> None:
+        return None
+
+    def value(self) -> bytes:
+        return self.span.to_journal("stored")
+
+
+def span(key: str, trail_arn: str = "arn:aws:cloudtrail:us-east-1:111122223333:trail/audit") -> FileSpan:
+    return FileSpan(partition=0, delivery_key=f"{trail_arn}|111122223333|eu-west-1", first_offset=0, last_offset=9,
+                    bucket="bucket", object_key=key, records=10, sha256="00" * 32, compressed_bytes=100,
+                    oldest_event_time="2026-01-01T00:00:00Z", newest_event_time="2026-01-01T00:00:05Z",
+                    delivered_at="2026-01-01T00:01:00Z")
+
+
+def test_files_stored_after_a_trail_stopped_validating_still_reach_its_last_digest() -> None:
+    worker = DigestWorker.__new__(DigestWorker)
+    state = ChainState(CHAIN, T0, None)
+    worker.chains = {("arn:aws:cloudtrail:us-east-1:111122223333:trail/audit", "111122223333", "eu-west-1"): state}
+    worker.trails = {}
+    worker._take(StoredRecord(span("late-file")))
+    worker._take(StoredRecord(span("other-trail", "arn:aws:cloudtrail:us-east-1:111122223333:trail/gone")))
+    assert list(state.pending) == ["late-file"]
+    assert len(worker.chains) == 1, "no chain starts for a trail that does not validate"
