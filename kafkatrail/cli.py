@@ -125,6 +125,7 @@ WORKER_ROLES = {
     "processors": ("processors.worker", "ProcessorWorker"),
     "s3": ("sinks.s3", "S3Sink"),
     "cloudwatch": ("sinks.cloudwatch", "CloudWatchSink"),
+    "digests": ("sinks.digests", "DigestWorker"),
 }
 
 
@@ -154,6 +155,43 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker.install_signal_handlers()
     worker.run()
     return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from kafkatrail.api import ApiService
+    from kafkatrail.logs import configure_json_logging
+
+    section = {name: getattr(args, name) for name in ("host", "port") if getattr(args, name) is not None}
+    settings = load_settings(args.config, **({"api": section} if section else {}))
+    configure_json_logging()
+    try:
+        service = ApiService(settings)
+    except OSError as exc:
+        print(f"kafkatrail: error: cannot listen on {settings.api.host}:{settings.api.port}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+    service.install_signal_handlers()
+    print(f"CloudTrail API on {service.url}", file=sys.stderr, flush=True)
+    service.run()
+    return 0
+
+
+def cmd_validate_logs(args: argparse.Namespace) -> int:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from kafkatrail.validate_logs import ValidationError, parse_when, run_validation, trail_of_arn
+
+    try:
+        start = parse_when(args.start_time, "--start-time")
+        end = parse_when(args.end_time, "--end-time") if args.end_time else datetime.now(UTC)
+        home = trail_of_arn(args.trail_arn)[1] if args.trail_arn else None
+        cloudtrail = boto3.client("cloudtrail", region_name=args.region or home or None)
+        return run_validation(cloudtrail, boto3.client("s3"), args.trail_arn, args.s3_bucket, args.s3_prefix, start,
+                              end, args.region, args.verbose)
+    except (ValidationError, BotoCoreError, ClientError) as exc:
+        print(f"kafkatrail: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -220,11 +258,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run a pipeline role until SIGTERM")
     worker.add_argument("role", choices=sorted(WORKER_ROLES), help="processors: validate, dedupe, select per "
-                        "trail; s3: log files and SNS notifications; cloudwatch: CloudWatch Logs")
+                        "trail; s3: log files and SNS notifications; cloudwatch: CloudWatch Logs; digests: signed "
+                        "digest files")
     worker.add_argument("--instance-id", help="processors: stable id of this process among the processors "
                                               "(default: the host name)")
-    worker.add_argument("--metrics-port", type=int, help="port of /metrics (0: off; defaults 9464, 9465, 9466)")
+    worker.add_argument("--metrics-port", type=int, help="port of /metrics (0: off; defaults 9464, 9465, 9466, "
+                                                         "9467)")
     worker.set_defaults(func=cmd_worker)
+
+    api = commands.add_parser("api", help="serve the CloudTrail API (DescribeTrails, GetTrail, ListPublicKeys)")
+    api.add_argument("--host", help="bind address (default 127.0.0.1)")
+    api.add_argument("--port", type=int, help="port (default 8470; 0: any free port)")
+    api.set_defaults(func=cmd_api)
+
+    validate = commands.add_parser("validate-logs", help="check digest files and log files as AWS's validator does")
+    target = validate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--trail-arn", help="the trail (bucket and prefix from DescribeTrails)")
+    target.add_argument("--s3-bucket", help="every digest chain in this bucket (under --s3-prefix)")
+    validate.add_argument("--s3-prefix", help="with --s3-bucket: the trails' S3KeyPrefix")
+    validate.add_argument("--start-time", required=True, help="ISO 8601, e.g. 2024-05-01T00:00:00Z")
+    validate.add_argument("--end-time", help="ISO 8601 (default: now)")
+    validate.add_argument("--region", help="one source region only (default: every region with digests)")
+    validate.add_argument("--verbose", action="store_true", help="print valid files too")
+    validate.set_defaults(func=cmd_validate_logs)
 
     demo = commands.add_parser("demo", help="run the pipeline on a throwaway local stack and show what happened")
     demo.set_defaults(func=cmd_demo)

@@ -95,6 +95,39 @@ class CloudWatchSinkSettings(BaseModel):
     metrics_port: int = Field(9466, ge=0, le=65535, description="0: do not serve /metrics")
 
 
+class DigestSettings(BaseModel):
+    """How the digest worker (`kafkatrail worker digests`) signs a digest file per period and chain."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group_id: str = Field("kafkatrail-digests", min_length=1, description="consumer group on the S3 sink's journal")
+    period_s: int = Field(3600, ge=1, description="one digest per trail, account and region this often")
+    lookback_days: int = Field(31, ge=1, description="how far back a restarted worker looks for a chain's last digest")
+    retry_max_backoff_s: float = Field(30.0, gt=0, description="S3 calls are retried forever, backing off")
+    metrics_host: str = Field("127.0.0.1")
+    metrics_port: int = Field(9467, ge=0, le=65535, description="0: do not serve /metrics")
+
+
+class KeySettings(BaseModel):
+    """The digest signing keys: a folder of RSA keys rotated on schedule, or an AWS KMS asymmetric key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folder: Path = Field(Path(".cache/keys"), description="public-keys.json and the 0600 private keys")
+    rotation_s: int = Field(30 * 86_400, ge=60, description="a signing key is replaced after this long")
+    kms_key_id: str | None = Field(None, description="sign with this KMS key (RSA, SIGN_VERIFY) instead")
+
+
+class ApiSettings(BaseModel):
+    """Where `kafkatrail api` (the CloudTrail-compatible HTTP endpoint) listens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="bind address")
+    port: int = Field(8470, ge=0, le=65535)
+    default_region: str = Field("us-east-1", description="the region of requests that do not name one in SigV4")
+
+
 class TopicNames(BaseModel):
     """The Kafka topics of DESIGN.md, all under one prefix."""
 
@@ -138,6 +171,9 @@ class Settings(BaseSettings):
     processors: ProcessorSettings = Field(default_factory=ProcessorSettings)
     s3: S3SinkSettings = Field(default_factory=S3SinkSettings)
     cloudwatch: CloudWatchSinkSettings = Field(default_factory=CloudWatchSinkSettings)
+    digests: DigestSettings = Field(default_factory=DigestSettings)
+    keys: KeySettings = Field(default_factory=KeySettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @property
     def topics(self) -> TopicNames:

@@ -72,6 +72,9 @@ def test_client_config_carries_security_settings(monkeypatch: pytest.MonkeyPatch
         ("KAFKATRAIL_STACK__KAFKA_PORT", "70000", "stack.kafka_port: Input should be less than or equal to 65535"),
         ("KAFKATRAIL_STACK__KAFKA_VERSION", "4.1.0", "stack.kafka_version: String should match pattern"),
         ("KAFKATRAIL_TOPIC_REPLICATION_FACTOR", "-2", "topic_replication_factor: Input should be greater"),
+        ("KAFKATRAIL_DIGESTS__PERIOD_S", "0", "digests.period_s: Input should be greater than or equal to 1"),
+        ("KAFKATRAIL_KEYS__ROTATION_S", "10", "keys.rotation_s: Input should be greater than or equal to 60"),
+        ("KAFKATRAIL_API__PORT", "-1", "api.port: Input should be greater than or equal to 0"),
     ],
 )
 def test_bad_values_name_the_field_and_rule(monkeypatch: pytest.MonkeyPatch, variable: str, value: str,

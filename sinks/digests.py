@@ -1,0 +1,317 @@
+"""`kafkatrail worker digests`: one signed digest file per period for each (trail, account, region) chain.
+
+Input: the S3 sink's journal (`sinks.journal`). A `stored` record is written only after PutObject succeeded,
+and a file rebuilt after a sink crash has the same bytes under the same key, so a stored file's SHA-256 is
+final: it can be listed at once. Repeated `stored` records of one key are listed once.
+
+Membership: a file is listed in the first digest written after its `stored` record was read. At each
+period end E the worker reads the journal up to the end offsets it sees at E, writes one digest per known
+chain for [previous end, E) (an empty one when nothing was stored), and only then commits its journal
+offsets. So a crash before the commit re-reads only files of the digests just written (skipped: they are in
+the chain's latest digest) or of none.
+
+Chain state survives a restart without a store of its own: the previous digest of a chain is found again
+by listing the chain's digest folder in S3 (today's date folder, then earlier days, up to `lookback_days`),
+and its signature metadata and content hash link the next digest to it. At start, the chains of every
+trail with log file validation are discovered the same way, so they keep getting (empty) digests.
+Run one digest worker per deployment: two would write two chains.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import random
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+
+from kafkatrail.settings import Settings
+from kafkatrail.signing_keys import SigningKeys
+from sinks.digest_files import (
+    ChainId,
+    LogFileEntry,
+    Previous,
+    accounts_folder,
+    build_digest,
+    digest_document,
+    key_time,
+    period_end_after,
+    previous_from_digest,
+)
+from sinks.journal import FileSpan
+from trails.model import Trail
+from trails.topic import TrailFeed
+
+log = logging.getLogger(__name__)
+
+KAFKA_TIMEOUT_S = 30.0
+AWS_CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=15, retries={"max_attempts": 3, "mode": "standard"})
+REMEMBERED_DIGESTS = 24
+
+
+class DigestMetrics:
+    """What the digest worker serves on /metrics."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.digests = Counter("kafkatrail_digests_written_total", "Digest files stored", ["kind"], registry=registry)
+        self.files = Counter("kafkatrail_digests_log_files_listed_total", "Log files listed in digests",
+                             registry=registry)
+        self.errors = Counter("kafkatrail_digests_errors_total", "AWS call errors, by call and code", ["call", "code"],
+                              registry=registry)
+        self.chains = Gauge("kafkatrail_digests_chains", "Digest chains this worker extends", registry=registry)
+
+
+@dataclass
+class ChainState:
+    """One chain's link to its latest digest and the files waiting for the next one."""
+
+    chain: ChainId
+    start: datetime
+    previous: Previous | None
+    pending: dict[str, LogFileEntry] = field(default_factory=dict)
+    listed: deque[set[str]] = field(default_factory=lambda: deque(maxlen=REMEMBERED_DIGESTS))
+
+    def add(self, entry: LogFileEntry) -> bool:
+        """Queue a stored file for the next digest, unless it is queued or in one of the last digests already."""
+        if entry.key in self.pending or any(entry.key in keys for keys in self.listed):
+            return False
+        self.pending[entry.key] = entry
+        return True
+
+    def advance(self, stored: Previous) -> None:
+        """The digest of the pending files is stored: the next one starts where it ended and links to it."""
+        self.previous = stored
+        self.start = stored.end
+        self.listed.append(set(self.pending))
+        self.pending = {}
+
+
+def chain_of(trail: Trail, account: str, region: str) -> ChainId:
+    return ChainId(trail.name, trail.home_region, trail.s3_bucket_name, trail.s3_key_prefix or "",
+                   trail.organization_id, account, region)
+
+
+def validating(trail: Trail | None) -> bool:
+    return trail is not None and trail.logging and trail.log_file_validation_enabled
+
+
+class DigestWorker:
+    """The digest writer: reads `stored` journal records, writes signed digests at every period end."""
+
+    def __init__(self, settings: Settings, metrics: DigestMetrics | None = None) -> None:
+        self.settings = settings
+        self.config = settings.digests
+        self.metrics = metrics or DigestMetrics()
+        self.topic = settings.topics.s3_journal
+        self.trails: dict[str, Trail] = {}
+        self.chains: dict[tuple[str, str, str], ChainState] = {}
+        self._stopping = False
+        self.s3 = boto3.client("s3", config=AWS_CLIENT_CONFIG)
+        kms = boto3.client("kms", config=AWS_CLIENT_CONFIG) if settings.keys.kms_key_id else None
+        self.keys = SigningKeys(settings.keys.folder, settings.keys.rotation_s, settings.keys.kms_key_id, kms)
+        self.feed = TrailFeed(settings, self._trail_changed)
+        self.admin = AdminClient(settings.kafka_config())
+        self.consumer = Consumer(settings.kafka_config(**{
+            "group.id": self.config.group_id, "enable.auto.commit": False, "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest"}))
+
+    def run(self) -> None:
+        """Write digests until `stop()`."""
+        self.feed.catch_up()
+        partitions = self.consumer.list_topics(self.topic, timeout=KAFKA_TIMEOUT_S).topics[self.topic].partitions
+        committed = self.consumer.committed([TopicPartition(self.topic, p) for p in sorted(partitions)],
+                                            timeout=KAFKA_TIMEOUT_S)
+        self.consumer.assign([TopicPartition(self.topic, tp.partition, max(tp.offset, OFFSET_BEGINNING))
+                              for tp in committed])
+        self.keys.current()
+        self._discover_chains()
+        next_end = period_end_after(time.time(), self.config.period_s)
+        log.info("digest worker started", extra={"chains": len(self.chains), "next_digest_end": next_end.isoformat()})
+        try:
+            while not self._stopping:
+                self.feed.poll()
+                for message in self.consumer.consume(1000, timeout=0.2):
+                    self._take(message)
+                if time.time() >= next_end.timestamp():
+                    self._read_to_end()
+                    self._write_digests(next_end)
+                    self._commit()
+                    next_end = period_end_after(time.time(), self.config.period_s)
+        finally:
+            self.consumer.close()
+            self.feed.close()
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop())
+
+    def _trail_changed(self, arn: str, trail: Trail | None) -> None:
+        if trail is None:
+            self.trails.pop(arn, None)
+        else:
+            self.trails[arn] = trail
+
+    def _take(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.fatal():
+                raise KafkaException(error)
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error", extra={"error": error.str()})
+            return
+        kind, span = FileSpan.from_journal(message.value())
+        if kind != "stored":
+            return
+        trail_arn, account, region = span.delivery_key.split("|")
+        state = self.chains.get((trail_arn, account, region))
+        if state is None:
+            trail = self.trails.get(trail_arn)
+            if not validating(trail):
+                return
+            state = self._chain(trail, account, region)  # type: ignore[arg-type]
+        state.add(LogFileEntry(span.bucket, span.object_key, span.sha256, span.oldest_event_time,
+                               span.newest_event_time))
+
+    def _chain(self, trail: Trail, account: str, region: str) -> ChainState:
+        """The state of a chain, found again in S3 the first time this process meets it."""
+        ident = (trail.arn, account, region)
+        state = self.chains.get(ident)
+        if state is None:
+            chain = chain_of(trail, account, region)
+            previous, listed = self._find_latest_digest(chain)
+            start = previous.end if previous else datetime.fromtimestamp(int(time.time()), UTC)
+            state = ChainState(chain, start, previous)
+            if listed:
+                state.listed.append(listed)
+            self.chains[ident] = state
+            self.metrics.chains.set(len(self.chains))
+        return state
+
+    def _discover_chains(self) -> None:
+        """Every chain with a digest in S3 of the trails that validate: accounts, then regions, by delimiter."""
+        for trail in [t for t in self.trails.values() if validating(t)]:
+            root = accounts_folder(trail.s3_key_prefix or "", trail.organization_id)
+            for account_folder in self._folders(trail.s3_bucket_name, root):
+                account = account_folder.removeprefix(root).rstrip("/")
+                if not (account.isdigit() and len(account) == 12):
+                    continue
+                for region_folder in self._folders(trail.s3_bucket_name, f"{account_folder}CloudTrail-Digest/"):
+                    region = region_folder.rstrip("/").rsplit("/", 1)[-1]
+                    ident = (trail.arn, account, region)
+                    if ident not in self.chains and self._chain(trail, account, region).previous is None:
+                        del self.chains[ident]  # another trail's digests share this folder
+        self.metrics.chains.set(len(self.chains))
+
+    def _folders(self, bucket: str, prefix: str) -> list[str]:
+        pages = self._call("list_objects_v2", lambda token: self.s3.list_objects_v2(
+            Bucket=bucket, Prefix=prefix, Delimiter="/", **({"ContinuationToken": token} if token else {})),
+            paginate=True)
+        return [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", [])]
+
+    def _find_latest_digest(self, chain: ChainId) -> tuple[Previous | None, set[str]]:
+        """The newest digest of the chain (looking back day folder by day folder) and the files it lists."""
+        anything = self._call("list_objects_v2", lambda _: self.s3.list_objects_v2(
+            Bucket=chain.bucket, Prefix=chain.folder, MaxKeys=1))
+        if not anything.get("Contents"):
+            return None, set()
+        today = datetime.now(UTC)
+        for days_back in range(self.config.lookback_days + 1):
+            folder = chain.day_folder(today - timedelta(days=days_back))
+            pages = self._call("list_objects_v2", lambda token, folder=folder: self.s3.list_objects_v2(
+                Bucket=chain.bucket, Prefix=folder, **({"ContinuationToken": token} if token else {})), paginate=True)
+            keys = [item["Key"] for page in pages for item in page.get("Contents", []) if chain.owns(item["Key"])]
+            if keys:
+                key = max(keys, key=key_time)
+                response = self._call("get_object", lambda _, key=key: self.s3.get_object(Bucket=chain.bucket, Key=key))
+                content = gzip.decompress(response["Body"].read())
+                previous = previous_from_digest(chain.bucket, key, content, response["Metadata"]["signature"])
+                listed = {entry["s3Object"] for entry in json.loads(content)["logFiles"]}
+                log.info("chain found again", extra={"digest": key})
+                return previous, listed
+        return None, set()
+
+    def _read_to_end(self) -> None:
+        """Consume until every partition's position reaches the end offset it has now.
+
+        The end offsets come from an admin client: asked on the consumer, each waits behind its fetch long-poll.
+        """
+        assignment = self.consumer.assignment()
+        latest = self.admin.list_offsets({TopicPartition(self.topic, tp.partition): OffsetSpec.latest()
+                                          for tp in assignment}, request_timeout=KAFKA_TIMEOUT_S)
+        ends = {tp.partition: future.result().offset for tp, future in latest.items()}
+        deadline = time.monotonic() + KAFKA_TIMEOUT_S
+        while time.monotonic() < deadline:
+            positions = {tp.partition: tp.offset for tp in self.consumer.position(assignment)}
+            if all(positions.get(p, -1) >= end or end == 0 for p, end in ends.items()):
+                return
+            for message in self.consumer.consume(1000, timeout=0.2):
+                self._take(message)
+        log.warning("journal not read to its end before the digest; late files go to the next digest")
+
+    def _write_digests(self, end: datetime) -> None:
+        """One digest per chain; a chain whose trail stopped validating gets a last one for its pending files."""
+        for ident, state in list(self.chains.items()):
+            trail = self.trails.get(ident[0])
+            active = validating(trail)
+            if active:
+                state.chain = chain_of(trail, ident[1], ident[2])  # type: ignore[arg-type]
+            if (active or state.pending) and state.start < end:
+                self._write_digest(state, end)
+            if not active:
+                del self.chains[ident]
+        self.metrics.chains.set(len(self.chains))
+
+    def _write_digest(self, state: ChainState, end: datetime) -> None:
+        key = self.keys.current()
+        files = sorted(state.pending.values(), key=lambda entry: entry.key)
+        document = digest_document(state.chain, state.start, end, files, state.previous, key.fingerprint)
+        signed = build_digest(document, lambda message: self.keys.sign(key, message))
+        self._call("put_object", lambda _: self.s3.put_object(
+            Bucket=state.chain.bucket, Key=document["digestS3Object"], Body=signed.body, Metadata=signed.metadata,
+            ServerSideEncryption="AES256"))
+        state.advance(signed.previous_for_next)
+        self.metrics.digests.labels("files" if files else "empty").inc()
+        self.metrics.files.inc(len(files))
+
+    def _commit(self) -> None:
+        positions = [tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0]
+        if positions:
+            self.consumer.commit(offsets=positions, asynchronous=False)
+
+    def _call(self, call: str, attempt: Any, paginate: bool = False) -> Any:
+        """Retry an S3 call with backoff until it succeeds; with `paginate`, every page of a list call."""
+        pages: list[Any] = []
+        token = None
+        delay = 0.2
+        while True:
+            try:
+                response = attempt(token)
+            except (ClientError, BotoCoreError) as exc:
+                code = exc.response.get("Error", {}).get("Code", "Unknown") if isinstance(exc, ClientError) \
+                    else type(exc).__name__
+                self.metrics.errors.labels(call, code).inc()
+                log.warning("AWS call failed; retrying", extra={"call": call, "code": code, "retry_in_s": delay})
+                time.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, self.config.retry_max_backoff_s)
+                continue
+            if not paginate:
+                return response
+            pages.append(response)
+            token = response.get("NextContinuationToken")
+            if not token:
+                return pages
