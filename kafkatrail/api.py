@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import signal
 import threading
 import time
 import uuid
@@ -249,6 +248,3 @@ class ApiService:
     def stop(self) -> None:
         self._stopping.set()
 
-    def install_signal_handlers(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.stop())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,12 @@ def cmd_trails_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stop_on_signals(stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT ask a long-running service to finish what it is doing and return."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop())
+
+
 WORKER_ROLES = {
     "processors": ("processors.worker", "ProcessorWorker"),
     "s3": ("sinks.s3", "S3Sink"),
@@ -152,7 +160,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 1
     module, name = WORKER_ROLES[args.role]
     worker = getattr(importlib.import_module(module), name)(settings)
-    worker.install_signal_handlers()
+    _stop_on_signals(worker.stop)
     worker.run()
     return 0
 
@@ -170,7 +178,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         print(f"kafkatrail: error: cannot listen on {settings.api.host}:{settings.api.port}: {exc.strerror}",
               file=sys.stderr)
         return 1
-    service.install_signal_handlers()
+    _stop_on_signals(service.stop)
     print(f"CloudTrail API on {service.url}", file=sys.stderr, flush=True)
     service.run()
     return 0

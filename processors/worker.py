@@ -42,7 +42,6 @@ Exactly-once argument
 from __future__ import annotations
 
 import logging
-import signal
 import time
 import uuid
 from collections import defaultdict
@@ -111,7 +110,7 @@ class ProcessorWorker:
         }))
 
     def run(self) -> None:
-        """Process until `stop()` (or SIGTERM/SIGINT through `install_signal_handlers`)."""
+        """Process until `stop()` (the CLI calls it on SIGTERM and SIGINT)."""
         config = self.settings.processors
         self.producer.init_transactions(KAFKA_TIMEOUT_S)
         self._check_copartitioned()
@@ -132,10 +131,6 @@ class ProcessorWorker:
     def stop(self) -> None:
         """Finish the current batch, then leave the group and return from `run()`."""
         self._stopping = True
-
-    def install_signal_handlers(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.stop())
 
     def close(self) -> None:
         self.consumer.close()

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import logging
 import random
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -249,7 +248,7 @@ class CloudWatchSink:
         }))
 
     def run(self) -> None:
-        """Deliver until `stop()` (or SIGTERM/SIGINT through `install_signal_handlers`)."""
+        """Deliver until `stop()` (the CLI calls it on SIGTERM and SIGINT)."""
         interval = self.config.flush_interval_s
         self.feed.catch_up()
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -280,10 +279,6 @@ class CloudWatchSink:
     def stop(self) -> None:
         """Stop reading; `run()` flushes once more, commits and returns."""
         self._stopping = True
-
-    def install_signal_handlers(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.stop())
 
     def close(self) -> None:
         self.consumer.close()

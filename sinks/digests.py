@@ -23,7 +23,6 @@ import gzip
 import json
 import logging
 import random
-import signal
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -155,10 +154,6 @@ class DigestWorker:
 
     def stop(self) -> None:
         self._stopping = True
-
-    def install_signal_handlers(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.stop())
 
     def _trail_changed(self, arn: str, trail: Trail | None) -> None:
         if trail is None:

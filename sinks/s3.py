@@ -30,7 +30,6 @@ import functools
 import hashlib
 import logging
 import random
-import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -135,10 +134,6 @@ class S3Sink:
 
     def stop(self) -> None:
         self._stopping = True
-
-    def install_signal_handlers(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.stop())
 
     def close(self) -> None:
         self._commit()
