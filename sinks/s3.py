@@ -300,6 +300,12 @@ class S3Sink:
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError._NO_OFFSET:
                     log.warning("offset commit failed", extra={"error": exc.args[0].str()})
+        self.metrics.lag.set(sum(self._high_watermark(tp) - tp.offset for tp in offsets))
+
+    def _high_watermark(self, tp: TopicPartition) -> int:
+        """The partition's end as last seen by the consumer's fetches (no request to the broker)."""
+        _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+        return max(high, tp.offset)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         committed = {tp.partition: tp for tp in consumer.committed(partitions, timeout=KAFKA_TIMEOUT_S)}

@@ -33,7 +33,7 @@ def fresh_settings(bootstrap_servers: str, **sections: Any) -> Settings:
         bootstrap_servers=bootstrap_servers, topic_prefix=prefix,
         processors={"group_id": f"{prefix}-processors", "session_timeout_s": 6, "metrics_port": 0},
         s3={"group_id": f"{prefix}-s3", "metrics_port": 0, "session_timeout_s": 6, **sections.get("s3", {})},
-        cloudwatch={"group_id": f"{prefix}-cloudwatch", "metrics_port": 0})
+        cloudwatch={"group_id": f"{prefix}-cloudwatch", "metrics_port": 0, "flush_interval_s": 1})
 
 
 class Workers:
@@ -53,6 +53,8 @@ class Workers:
             "KAFKATRAIL_S3__FLUSH_INTERVAL_S": str(settings.s3.flush_interval_s),
             "KAFKATRAIL_S3__MAX_FILE_RECORDS": str(settings.s3.max_file_records),
             "KAFKATRAIL_S3__SESSION_TIMEOUT_S": str(settings.s3.session_timeout_s),
+            "KAFKATRAIL_CLOUDWATCH__GROUP_ID": settings.cloudwatch.group_id,
+            "KAFKATRAIL_CLOUDWATCH__FLUSH_INTERVAL_S": str(settings.cloudwatch.flush_interval_s),
             **(env or {}),
         }
 
@@ -159,8 +161,8 @@ def expected_pairs(records: list[dict[str, Any]], trails: Any = TRAILS) -> set[t
     return {(trail.arn, record["eventID"]) for record in records for trail in selection.select(record)}
 
 
-def simulate(count: int, seed: int, duplicates: float = 0.05) -> list[dict[str, Any]]:
-    model = TrafficModel(rate=2_000, seed=seed, start=START, duplicate_rate=duplicates)
+def simulate(count: int, seed: int, duplicates: float = 0.05, start: datetime = START) -> list[dict[str, Any]]:
+    model = TrafficModel(rate=2_000, seed=seed, start=start, duplicate_rate=duplicates)
     return list(TrafficSimulator(model).records(Limit(count=count)))
 
 

@@ -14,6 +14,7 @@ import uuid
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -46,8 +47,8 @@ LOG_FILE_KEY = re.compile(
 
 
 def aws_resources(endpoint_url: str) -> tuple[tuple[Trail, ...], str, str]:
-    """The demo trails with buckets of their own, a KMS key on one and an SNS topic with an SQS subscriber on
-    another; returns (trails, queue URL, key ARN)."""
+    """The demo trails with buckets of their own, a KMS key on one, and an SNS topic with an SQS subscriber and a
+    log group on another; returns (trails, queue URL, key ARN)."""
     suffix = uuid.uuid4().hex[:8]
     s3 = boto3.client("s3", endpoint_url=endpoint_url)
     renamed = [dataclasses.replace(trail, s3_bucket_name=f"{trail.s3_bucket_name}-{suffix}") for trail in TRAILS]
@@ -61,8 +62,11 @@ def aws_resources(endpoint_url: str) -> tuple[tuple[Trail, ...], str, str]:
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
     management, eu_writes, s3_writes = renamed
-    trails = (dataclasses.replace(management, sns_topic_name=topic_arn), eu_writes,
-              dataclasses.replace(s3_writes, kms_key_id=key_arn))
+    log_group = f"CloudTrail/org-management-{suffix}"
+    boto3.client("logs", endpoint_url=endpoint_url).create_log_group(logGroupName=log_group)
+    group_arn = f"arn:aws:logs:us-east-1:{management.account_id}:log-group:{log_group}:*"
+    trails = (dataclasses.replace(management, sns_topic_name=topic_arn, cloud_watch_logs_log_group_arn=group_arn),
+              eu_writes, dataclasses.replace(s3_writes, kms_key_id=key_arn))
     return trails, queue_url, key_arn
 
 
@@ -121,13 +125,21 @@ def pairs_in_files(files: dict[tuple[str, str], bytes], trails: tuple[Trail, ...
     return pairs
 
 
+def cloudwatch_messages(endpoint_url: str, trail: Trail) -> list[dict]:
+    group = trail.cloud_watch_logs_log_group_arn.split(":log-group:", 1)[1].removesuffix(":*")
+    logs = boto3.client("logs", endpoint_url=endpoint_url)
+    return [orjson.loads(event["message"]) for page in logs.get_paginator("filter_log_events").paginate(
+        logGroupName=group) for event in page["events"]]
+
+
 def test_log_files_notifications_and_encryption_follow_the_spec(workers: Workers, aws_endpoint: str) -> None:
     trails, queue_url, key_arn = aws_resources(aws_endpoint)
     apply_trails(workers.settings, trails)
-    records = simulate(3_000, seed=21)
+    an_hour_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    records = simulate(3_000, seed=21, start=an_hour_ago)  # CloudWatch Logs refuses events older than 14 days
     publish(workers.settings, records)
-    workers.start("processors")
-    workers.start("s3")
+    for role in ("processors", "s3", "cloudwatch"):
+        workers.start(role)
     wait_until_stored(workers)
 
     files = stored_files(aws_endpoint, trails)
@@ -173,6 +185,15 @@ def test_log_files_notifications_and_encryption_follow_the_spec(workers: Workers
 
     mirrored = [orjson.loads(m.value()) for m in read_topic(workers.settings, workers.settings.topics.notifications)]
     assert sorted((n["s3Bucket"], k) for n in mirrored for k in n["s3ObjectKey"]) == sorted(files)
+
+    in_s3 = sorted((r for (bucket, key), body in files.items() if trail_of(bucket, key, trails) == trails[0]
+                    for r in orjson.loads(gzip.decompress(body))["Records"]), key=lambda r: r["eventID"])
+    deadline = time.monotonic() + 30
+    while len(in_cloudwatch := cloudwatch_messages(aws_endpoint, trails[0])) < len(in_s3):
+        assert time.monotonic() < deadline, (f"{len(in_cloudwatch)} CloudWatch events for {len(in_s3)} in S3:\n"
+                                             f"{workers.log_tail()}")
+        time.sleep(0.5)
+    assert sorted(in_cloudwatch, key=lambda r: r["eventID"]) == in_s3, "CloudWatch Logs holds what S3 holds"
 
 
 def test_sigkill_three_times_leaves_each_pair_in_exactly_one_file(workers: Workers, aws_endpoint: str) -> None:
