@@ -16,13 +16,18 @@ Baseline (robust to daily and weekly rhythm)
     History is kept as counts per slot of `slot_minutes` (default 10) for `baseline_days` (default 7)
     days. The expected rate of minute m, e(m), is
         max over the slot s of m and its `neighbour_slots` neighbours on each side of
-            max( median over days d = 1..D of count(s - d days),  count(s - 7 days) )  / slot_minutes
+            with a week of history:  max( count(s - 7 days),  `floor_rank`-th lowest of count(s - d days), d = 1..7 )
+            before that:             median over d = 1..D of count(s - d days)
+        divided by slot_minutes,
     where D is the number of whole days of history the trail has for that account and region (at most
-    `baseline_days`). The daily median follows the time-of-day rhythm (a 9 o'clock rise is compared
-    with previous 9 o'clocks, not with a flat mean that includes the night); the same slot one week
-    earlier follows a weekly rhythm that the median would outvote (a busy Saturday); a quiet weekend
-    only lowers rates, which never starts an Insight. Neighbour slots absorb a daily rhythm that is a
-    little early. A unit seen for the first time has zero history, so its expected rate is 0.
+    `baseline_days`). Every term compares a minute with the same time of day on other days, so the
+    morning rise is compared with previous mornings, not with a flat mean that includes the night.
+    The same slot one week earlier carries the weekly rhythm: a busy Saturday is compared with last
+    Saturday, and a quiet Sunday with last Sunday (a median over the week would let the weekdays
+    outvote it and hide a weekend burst). The `floor_rank`-th (2nd) lowest day guards against last
+    week's slot being unusually low (a holiday, an outage) without letting one busy day in. Neighbour
+    slots absorb a daily rhythm that comes a little early. A unit seen for the first time has zero
+    history, so its expected rate is 0.
     No Insight is started before the trail has `min_history_days` (default 1) of history in that
     account and region: a new trail replayed from past logs or a fast-forward simulation is ready as
     soon as that much event time has gone through it.
@@ -76,6 +81,7 @@ class InsightsConfig:
     min_history_days: int = 1
     slot_minutes: int = 10
     neighbour_slots: int = 1
+    floor_rank: int = 2
     start_window: int = 2
     start_ratio: float = 3.0
     start_alpha: float = 1e-6
@@ -92,6 +98,8 @@ class InsightsConfig:
             raise ValueError("min_history_days must be between 1 and baseline_days")
         if self.end_ratio > self.start_ratio:
             raise ValueError("end_ratio must not exceed start_ratio (hysteresis)")
+        if not 1 <= self.floor_rank <= 7:
+            raise ValueError("floor_rank must be between 1 and 7")
         if self.start_window < 1 or self.end_minutes < 1:
             raise ValueError("start_window and end_minutes must be at least 1")
 
@@ -295,9 +303,11 @@ class InsightsDetector:
             return cached
         best = 0.0
         for s in range(slot - config.neighbour_slots, slot + config.neighbour_slots + 1):
-            daily = statistics.median(slots.get(s - d * per_day, 0) for d in range(1, days + 1))
-            weekly = slots.get(s - 7 * per_day, 0) if days >= 7 else 0
-            best = max(best, daily, weekly)
+            daily = [slots.get(s - d * per_day, 0) for d in range(1, days + 1)]
+            if days >= 7:
+                best = max(best, slots.get(s - 7 * per_day, 0), sorted(daily)[config.floor_rank - 1])
+            else:
+                best = max(best, statistics.median(daily))
         if state:
             state.expected[(slot, days)] = best / config.slot_minutes
         return best / config.slot_minutes
