@@ -157,6 +157,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_insights_evaluate(args: argparse.Namespace) -> int:
+    from processors.insights_evaluation import evaluate
+
+    try:
+        lines, passed = evaluate(warmup_days=args.warmup_days, days=args.days, bursts=args.bursts,
+                                 storms=args.storms, seed=args.seed, config=_settings(args).insights.detector_config())
+    except ValueError as exc:
+        raise SettingsError(f"insights evaluate: {exc}") from None
+    print("\n".join(lines))
+    return 0 if passed else 1
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     from kafkatrail.api import ApiService
     from kafkatrail.logs import configure_json_logging
@@ -265,6 +277,17 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--metrics-port", type=int, help="port of /metrics (0: off; defaults 9464, 9465, 9466, "
                                                          "9467)")
     worker.set_defaults(func=cmd_worker)
+
+    insights = commands.add_parser("insights", help="CloudTrail Insights")
+    insights_commands = insights.add_subparsers(dest="insights_command", required=True)
+    evaluate = insights_commands.add_parser("evaluate", help="score the detector on labelled synthetic traffic "
+                                                             "(bursts, error storms) against its targets")
+    evaluate.add_argument("--warmup-days", type=int, default=7, help="days of history before the evaluated days")
+    evaluate.add_argument("--days", type=int, default=7, help="evaluated days")
+    evaluate.add_argument("--bursts", type=int, default=12, help="call-rate bursts injected")
+    evaluate.add_argument("--storms", type=int, default=6, help="error storms injected")
+    evaluate.add_argument("--seed", type=int, default=1)
+    evaluate.set_defaults(func=cmd_insights_evaluate)
 
     api = commands.add_parser("api", help="serve the CloudTrail API (DescribeTrails, GetTrail, ListPublicKeys)")
     api.add_argument("--host", help="bind address (default 127.0.0.1)")

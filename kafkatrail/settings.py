@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
@@ -22,6 +22,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+if TYPE_CHECKING:
+    from processors.insights import InsightsConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,6 +111,30 @@ class DigestSettings(BaseModel):
     metrics_port: int = Field(9467, ge=0, le=65535, description="0: do not serve /metrics")
 
 
+class InsightsSettings(BaseModel):
+    """The Insights detector's rule (processors/insights.py explains each parameter)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    baseline_days: int = Field(7, ge=1, le=28, description="days of per-slot history the baseline is learned from")
+    min_history_days: int = Field(1, ge=1, description="no Insight before a trail has this many days of history")
+    slot_minutes: int = Field(10, ge=1, le=60, description="granularity of the history; must divide a day")
+    neighbour_slots: int = Field(1, ge=0, description="slots on each side also taken as expected rate")
+    floor_rank: int = Field(2, ge=1, le=7, description="with a week of history: the n-th lowest day")
+    start_window: int = Field(2, ge=1, description="minutes summed by the start rule")
+    start_ratio: float = Field(3.0, gt=1, description="start when the window exceeds this multiple of expected")
+    start_alpha: float = Field(1e-6, gt=0, lt=1, description="...and is this improbable as Poisson noise")
+    min_rate: float = Field(5.0, gt=0, description="...and averages at least this many calls per minute")
+    end_ratio: float = Field(2.0, ge=1, description="a minute under this multiple of expected is quiet")
+    end_minutes: int = Field(3, ge=1, description="an Insight ends after this many quiet minutes")
+    allowed_lateness_s: int = Field(120, ge=0, description="a minute is evaluated once event time is this far past")
+
+    def detector_config(self) -> InsightsConfig:
+        from processors.insights import InsightsConfig
+
+        return InsightsConfig(**self.model_dump())
+
+
 class KeySettings(BaseModel):
     """The digest signing keys: a folder of RSA keys rotated on schedule, or an AWS KMS asymmetric key."""
 
@@ -172,6 +199,7 @@ class Settings(BaseSettings):
     s3: S3SinkSettings = Field(default_factory=S3SinkSettings)
     cloudwatch: CloudWatchSinkSettings = Field(default_factory=CloudWatchSinkSettings)
     digests: DigestSettings = Field(default_factory=DigestSettings)
+    insights: InsightsSettings = Field(default_factory=InsightsSettings)
     keys: KeySettings = Field(default_factory=KeySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from kafkatrail.settings import load_settings
 from processors.insights import (
     CALL_RATE,
     ERROR_RATE,
@@ -19,6 +20,7 @@ from processors.insights import (
     event_units,
     poisson_upper,
 )
+from processors.insights_evaluation import evaluate
 
 DAY = MINUTES_PER_DAY
 TRAIL = "arn:aws:cloudtrail:eu-west-1:111122223333:trail/main"
@@ -216,3 +218,22 @@ def test_config_is_checked() -> None:
         InsightsConfig(slot_minutes=7)
     with pytest.raises(ValueError, match="hysteresis"):
         InsightsConfig(start_ratio=2, end_ratio=3)
+
+
+def test_evaluation_scores_a_short_labelled_scenario() -> None:
+    lines, passed = evaluate(warmup_days=2, days=1, bursts=3, storms=2, seed=1)
+    assert passed, "\n".join(lines)
+    assert "recall 1.000 (5/5 injections detected)" in lines
+    assert sum(line.startswith(("burst", "error storm")) for line in lines) == 5
+
+
+def test_evaluation_fails_a_detector_that_cannot_start() -> None:
+    lines, passed = evaluate(warmup_days=2, days=1, bursts=2, storms=1, seed=3,
+                             config=InsightsConfig(start_ratio=1000.0))
+    assert not passed and "FAIL  every burst >= 5x for >= 5 min detected within 2 min" in lines
+
+
+def test_settings_build_the_detector_config() -> None:
+    settings = load_settings(insights={"baseline_days": 14, "start_ratio": 4.0})
+    config = settings.insights.detector_config()
+    assert (config.baseline_days, config.start_ratio, config.end_ratio) == (14, 4.0, 2.0)
