@@ -130,7 +130,9 @@ Attributes = dict[str, Counter[str]]
 
 
 @dataclass
-class _Open:
+class OpenInsight:
+    """An Insight whose Start is out and whose End is not."""
+
     shared_id: str
     start: int
     baseline_average: float
@@ -143,13 +145,15 @@ class _Open:
 
 
 @dataclass
-class _UnitState:
+class UnitState:
+    """Per unit: history slots, daily attributions, open minutes, the last closed minutes, an open Insight."""
+
     slots: dict[int, int] = field(default_factory=dict)
     days: dict[int, Attributes] = field(default_factory=dict)
     pending: dict[int, tuple[int, Attributes]] = field(default_factory=dict)
     recent: dict[int, tuple[int, Attributes]] = field(default_factory=dict)
     expected: dict[tuple[int, int], float] = field(default_factory=dict)
-    open: _Open | None = None
+    open: OpenInsight | None = None
 
 
 @lru_cache(maxsize=4096)
@@ -226,11 +230,12 @@ class InsightsDetector:
 
     def __init__(self, config: InsightsConfig | None = None) -> None:
         self.config = config or InsightsConfig()
-        self.units: dict[Unit, _UnitState] = {}
+        self.units: dict[Unit, UnitState] = {}
         self.scope_first: dict[tuple[str, str, str], int] = {}
         self.closed_until = -1  # minutes < closed_until are closed
         self.max_event_s = -1
         self.late = 0
+        self.dirty: set[Unit] = set()
 
     # -- input -------------------------------------------------------------------------------------
     def add_event(self, trail_arn: str, event: Mapping[str, Any], types: Iterable[str]) -> None:
@@ -245,7 +250,8 @@ class InsightsDetector:
     def observe(self, unit: Unit, minute: int, count: int, attributes: Attributes) -> None:
         """Add `count` calls of `unit` in `minute` (aggregated input, as the evaluator feeds it)."""
         self._see_scope(unit.scope, minute)
-        state = self.units.setdefault(unit, _UnitState())
+        state = self.units.setdefault(unit, UnitState())
+        self.dirty.add(unit)
         slot = minute // self.config.slot_minutes
         state.slots[slot] = state.slots.get(slot, 0) + count
         _merge(state.days.setdefault(minute // MINUTES_PER_DAY, {}), attributes, self.config.attribution_values)
@@ -283,6 +289,8 @@ class InsightsDetector:
             due = sorted(m for m in state.pending if m < end_minute)
             if state.open is not None:
                 due = list(range(max(start, state.open.start + 1), end_minute))
+            if due:
+                self.dirty.add(unit)
             for minute in due:
                 records.extend(self._close_minute(unit, state, minute))
             self._prune(state, end_minute)
@@ -318,7 +326,7 @@ class InsightsDetector:
             return 0
         return min(self.config.baseline_days, (minute - first) // MINUTES_PER_DAY)
 
-    def _close_minute(self, unit: Unit, state: _UnitState, minute: int) -> list[tuple[bytes, dict[str, Any]]]:
+    def _close_minute(self, unit: Unit, state: UnitState, minute: int) -> list[tuple[bytes, dict[str, Any]]]:
         config = self.config
         count, attributes = state.pending.pop(minute, (0, {}))
         state.recent[minute] = (count, attributes)
@@ -340,7 +348,7 @@ class InsightsDetector:
         begin = next(i for i, item in enumerate(window) if item[1] > config.end_ratio * item[3] or item[0] == minute)
         return [self._start(unit, state, window[begin:], minute)]
 
-    def _start(self, unit: Unit, state: _UnitState, minutes: list[tuple[int, int, Attributes, float]],
+    def _start(self, unit: Unit, state: UnitState, minutes: list[tuple[int, int, Attributes, float]],
                decided: int) -> tuple[bytes, dict[str, Any]]:
         start = minutes[0][0]
         days = self._history_days(unit, start)
@@ -351,7 +359,7 @@ class InsightsDetector:
         baseline_attributes: Attributes = {}
         for day in range(first_day, start // MINUTES_PER_DAY):
             _merge(baseline_attributes, state.days.get(day, {}), self.config.attribution_values)
-        opened = _Open(shared_id=str(uuid.uuid5(_ID_NAMESPACE, f"{unit}|{start}")), start=start,
+        opened = OpenInsight(shared_id=str(uuid.uuid5(_ID_NAMESPACE, f"{unit}|{start}")), start=start,
                        baseline_average=total / baseline_minutes, baseline_minutes=baseline_minutes,
                        baseline_attributions=[])
         for _, count, attributes, _ in minutes:
@@ -368,7 +376,7 @@ class InsightsDetector:
         return unit.output_key, self._record(unit, opened, "Start", start, first_rate, decided + 1 - start,
                                              attributions)
 
-    def _continue(self, unit: Unit, state: _UnitState, count: int, expected: float,
+    def _continue(self, unit: Unit, state: UnitState, count: int, expected: float,
                   attributes: Attributes) -> list[tuple[bytes, dict[str, Any]]]:
         config = self.config
         opened = state.open
@@ -395,7 +403,7 @@ class InsightsDetector:
             return "userIdentityArn", "userAgent", "errorCode"
         return "userIdentityArn", "userAgent"
 
-    def _record(self, unit: Unit, opened: _Open, state: str, minute: int, average: float, duration: int,
+    def _record(self, unit: Unit, opened: OpenInsight, state: str, minute: int, average: float, duration: int,
                 attributions: list[dict[str, Any]] | None) -> dict[str, Any]:
         details: dict[str, Any] = {"state": state, "eventSource": unit.event_source, "eventName": unit.event_name,
                                    "insightType": unit.insight_type}
@@ -414,7 +422,7 @@ class InsightsDetector:
                 "eventType": "AwsCloudTrailInsight", "recipientAccountId": unit.account,
                 "sharedEventID": opened.shared_id, "insightDetails": details, "eventCategory": "Insight"}
 
-    def _prune(self, state: _UnitState, end_minute: int) -> None:
+    def _prune(self, state: UnitState, end_minute: int) -> None:
         keep_days = self.config.baseline_days + 1
         oldest_slot = (end_minute - keep_days * MINUTES_PER_DAY) // self.config.slot_minutes
         for slot in [s for s in state.slots if s < oldest_slot]:

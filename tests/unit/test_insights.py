@@ -21,6 +21,7 @@ from processors.insights import (
     poisson_upper,
 )
 from processors.insights_evaluation import evaluate
+from processors.insights_state import changed_records, restore
 
 DAY = MINUTES_PER_DAY
 TRAIL = "arn:aws:cloudtrail:eu-west-1:111122223333:trail/main"
@@ -237,3 +238,26 @@ def test_settings_build_the_detector_config() -> None:
     settings = load_settings(insights={"baseline_days": 14, "start_ratio": 4.0})
     config = settings.insights.detector_config()
     assert (config.baseline_days, config.start_ratio, config.end_ratio) == (14, 4.0, 2.0)
+
+
+def test_state_round_trip_mid_insight_neither_loses_nor_repeats_it() -> None:
+    """A detector restored from its changelog records mid-burst ends the Insight once, like the original."""
+    begin = 8 * DAY + 600
+    rate = burst(lambda m: 10.0, begin, 10, 6)
+    whole = run({UNIT: rate}, begin + 30, noise=False)
+    first = InsightsDetector()
+    records = []
+    for minute in range(begin + 30):
+        if minute == begin + 4:
+            restored = InsightsDetector()
+            for key, value in changed_records(first):
+                restore(restored, key, value)
+            first = restored
+        count = round(rate(minute))
+        first.observe(UNIT, minute, count, {"userIdentityArn": Counter({"arn:aws:iam::1:user/a": count}),
+                                            "userAgent": Counter({"cli": count}),
+                                            "errorCode": Counter({"null": count})})
+        records.extend(r for _, r in first.close_until(minute + 1))
+    assert [(r["eventID"], r["insightDetails"]["state"]) for r in records] == [
+        (r["eventID"], r["insightDetails"]["state"]) for r in whole]
+    assert records == whole
