@@ -6,8 +6,9 @@ a 15 % night floor, weekends at 40 %, Poisson noise, 5 % of calls failing with `
 The first `warmup_days` are history only; bursts (extra successful write calls at `size` times the
 expected rate) and error storms (extra `AccessDenied` errors on read APIs) are injected in the evaluated
 days at known start, length and size. The detector raises no Insight below `min_rate` by design, and
-detects a Poisson rate just above it only by chance within 2 minutes; so an injected rate (normal plus
-added) below twice `min_rate` is raised to that, and the table shows the normal and the injected rate.
+a Poisson rate a little above it clears the start rule's Poisson tail within 2 minutes only by chance;
+so an injected rate (normal plus added) below `FLOOR_FACTOR` (3) times `min_rate` is raised to that
+(15 calls or errors per minute by default), and the table shows the normal and the injected rate.
 A second run of the same traffic without injections counts the Insights raised on normal traffic.
 """
 
@@ -35,6 +36,7 @@ BURST_SIZES = (5.0, 6.0, 8.0, 10.0)
 STORM_SIZES = (10.0, 15.0, 20.0)
 LENGTHS = (5, 10, 20, 45)
 TARGET_DELAY_MIN = 2
+FLOOR_FACTOR = 3
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class Scenario:
                 source, name, peak = rng.choice(READ_APIS)
                 unit = Unit(TRAIL, ACCOUNT, REGION, source, name, ERROR_RATE, "AccessDenied")
                 size, baseline = rng.choice(STORM_SIZES), ERROR_SHARE * _normal_rate(peak, start)
-            added = max(size * baseline, 2 * min_rate) - baseline
+            added = max(size * baseline, FLOOR_FACTOR * min_rate) - baseline
             self.injections.append(Injection("burst" if index < bursts else "error storm", unit, start, length,
                                              size, baseline, added))
         self.injections.sort(key=lambda item: item.start)
