@@ -126,6 +126,7 @@ WORKER_ROLES = {
     "s3": ("sinks.s3", "S3Sink"),
     "cloudwatch": ("sinks.cloudwatch", "CloudWatchSink"),
     "digests": ("sinks.digests", "DigestWorker"),
+    "insights": ("processors.insights_worker", "InsightsWorker"),
 }
 
 
@@ -137,8 +138,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     section: dict[str, Any] = {}
     if args.instance_id:
-        if args.role != "processors":
-            raise SettingsError("--instance-id: only processors have one (their transactional id)")
+        if args.role not in ("processors", "insights"):
+            raise SettingsError("--instance-id: only processors and insights have one (their transactional id)")
         section["instance_id"] = args.instance_id
     if args.metrics_port is not None:
         section["metrics_port"] = args.metrics_port
@@ -271,11 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run a pipeline role until SIGTERM")
     worker.add_argument("role", choices=sorted(WORKER_ROLES), help="processors: validate, dedupe, select per "
                         "trail; s3: log files and SNS notifications; cloudwatch: CloudWatch Logs; digests: signed "
-                        "digest files")
-    worker.add_argument("--instance-id", help="processors: stable id of this process among the processors "
+                        "digest files; insights: CloudTrail Insights records")
+    worker.add_argument("--instance-id", help="processors, insights: stable id of this process in its group "
                                               "(default: the host name)")
     worker.add_argument("--metrics-port", type=int, help="port of /metrics (0: off; defaults 9464, 9465, 9466, "
-                                                         "9467)")
+                                                         "9467, 9468)")
     worker.set_defaults(func=cmd_worker)
 
     insights = commands.add_parser("insights", help="CloudTrail Insights")

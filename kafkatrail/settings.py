@@ -112,10 +112,22 @@ class DigestSettings(BaseModel):
 
 
 class InsightsSettings(BaseModel):
-    """The Insights detector's rule (processors/insights.py explains each parameter)."""
+    """The Insights worker (`kafkatrail worker insights`) and its detector's rule (see processors/insights.py)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    group_id: str = Field("kafkatrail-insights", min_length=1, description="consumer group on the delivery topic")
+    instance_id: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        description="stable per process: a restarted worker with the same id fences its crashed predecessor",
+    )
+    batch_max_events: int = Field(5_000, ge=1, description="delivery records per transaction at most")
+    batch_timeout_s: float = Field(1.0, gt=0, description="wait at most this long to fill a batch")
+    transaction_timeout_s: int = Field(30, ge=5, description="the broker aborts a dead worker's open transaction")
+    session_timeout_s: int = Field(10, ge=6, description="a worker silent this long leaves the group")
+    metrics_host: str = Field("127.0.0.1", description="address of the /metrics endpoint")
+    metrics_port: int = Field(9468, ge=0, le=65535, description="0: do not serve /metrics")
     baseline_days: int = Field(7, ge=1, le=28, description="days of per-slot history the baseline is learned from")
     min_history_days: int = Field(1, ge=1, description="no Insight before a trail has this many days of history")
     slot_minutes: int = Field(10, ge=1, le=60, description="granularity of the history; must divide a day")
@@ -130,9 +142,12 @@ class InsightsSettings(BaseModel):
     allowed_lateness_s: int = Field(120, ge=0, description="a minute is evaluated once event time is this far past")
 
     def detector_config(self) -> InsightsConfig:
+        """The rule's parameters; raises ValueError when they contradict each other."""
+        from dataclasses import fields
+
         from processors.insights import InsightsConfig
 
-        return InsightsConfig(**self.model_dump())
+        return InsightsConfig(**self.model_dump(include={f.name for f in fields(InsightsConfig)}))
 
 
 class KeySettings(BaseModel):
@@ -165,6 +180,7 @@ class TopicNames(BaseModel):
     notifications: str
     trails: str
     dedupe_changelog: str
+    insights_changelog: str
     s3_journal: str
 
     @classmethod
@@ -177,6 +193,7 @@ class TopicNames(BaseModel):
             notifications=f"{prefix}.notifications",
             trails=f"{prefix}.trails",
             dedupe_changelog=f"{prefix}.processors.dedupe-changelog",
+            insights_changelog=f"{prefix}.insights.state-changelog",
             s3_journal=f"{prefix}.sinks.s3-journal",
         )
 

@@ -22,6 +22,8 @@ from processors.insights import (
 )
 from processors.insights_evaluation import evaluate
 from processors.insights_state import changed_records, restore
+from processors.insights_worker import insight_types
+from trails.model import Trail
 
 DAY = MINUTES_PER_DAY
 TRAIL = "arn:aws:cloudtrail:eu-west-1:111122223333:trail/main"
@@ -261,3 +263,15 @@ def test_state_round_trip_mid_insight_neither_loses_nor_repeats_it() -> None:
     assert [(r["eventID"], r["insightDetails"]["state"]) for r in records] == [
         (r["eventID"], r["insightDetails"]["state"]) for r in whole]
     assert records == whole
+
+
+def test_insight_types_of_a_trail() -> None:
+    def trail(*selectors: dict) -> Trail:
+        return Trail(name="main", home_region="eu-west-1", account_id="111122223333", s3_bucket_name="audit-logs",
+                     event_selectors=({"ReadWriteType": "All", "IncludeManagementEvents": True,
+                                       "DataResources": [{"Type": "AWS::S3::Object", "Values": ["arn:aws:s3"]}]},),
+                     insight_selectors=selectors)
+    assert insight_types(trail()) == frozenset()
+    assert insight_types(trail({"InsightType": CALL_RATE})) == {CALL_RATE}
+    assert insight_types(trail({"InsightType": CALL_RATE, "EventCategories": ["Data"]},
+                               {"InsightType": ERROR_RATE, "EventCategories": ["Management", "Data"]})) == {ERROR_RATE}
