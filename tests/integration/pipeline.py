@@ -33,7 +33,9 @@ def fresh_settings(bootstrap_servers: str, **sections: Any) -> Settings:
         bootstrap_servers=bootstrap_servers, topic_prefix=prefix,
         processors={"group_id": f"{prefix}-processors", "session_timeout_s": 6, "metrics_port": 0},
         s3={"group_id": f"{prefix}-s3", "metrics_port": 0, "session_timeout_s": 6, **sections.get("s3", {})},
-        cloudwatch={"group_id": f"{prefix}-cloudwatch", "metrics_port": 0})
+        cloudwatch={"group_id": f"{prefix}-cloudwatch", "metrics_port": 0},
+        insights={"group_id": f"{prefix}-insights", "session_timeout_s": 6, "metrics_port": 0,
+                  **sections.get("insights", {})})
 
 
 class Workers:
@@ -53,6 +55,8 @@ class Workers:
             "KAFKATRAIL_S3__FLUSH_INTERVAL_S": str(settings.s3.flush_interval_s),
             "KAFKATRAIL_S3__MAX_FILE_RECORDS": str(settings.s3.max_file_records),
             "KAFKATRAIL_S3__SESSION_TIMEOUT_S": str(settings.s3.session_timeout_s),
+            "KAFKATRAIL_INSIGHTS__GROUP_ID": settings.insights.group_id,
+            "KAFKATRAIL_INSIGHTS__SESSION_TIMEOUT_S": str(settings.insights.session_timeout_s),
             **(env or {}),
         }
 
@@ -60,7 +64,7 @@ class Workers:
         started = self.running.setdefault(role, [])
         log = (self.log_dir / f"{role}-{len(started)}.log").open("wb")
         command = [sys.executable, "-m", "kafkatrail.cli", "worker", role, "--metrics-port", "0"]
-        if role == "processors":
+        if role in ("processors", "insights"):
             command += ["--instance-id", "p0"]
         process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         started.append(process)

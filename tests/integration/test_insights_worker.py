@@ -1,0 +1,94 @@
+"""The Insights worker against the real broker: a burst in the delivery topic becomes one Start and one End,
+with the right statistics, although the worker is killed with SIGKILL in the middle of the burst."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from kafkatrail.settings import Settings
+from kafkatrail.stack import Endpoints
+from kafkatrail.topics import create_topics
+from tests.integration.pipeline import Workers, fresh_settings, read_topic, wait_for_progress
+from trails.model import Trail
+from trails.topic import apply_trails
+
+TRAIL = Trail(name="insights", home_region="eu-west-1", account_id="111122223333", s3_bucket_name="insights-logs",
+              insight_selectors=({"InsightType": "ApiCallRateInsight"}, {"InsightType": "ApiErrorRateInsight"}))
+START = datetime(2026, 3, 2, tzinfo=UTC)
+BURST = START + timedelta(days=1, hours=10)  # one day of history: min_history_days
+NORMAL_PER_MIN, BURST_PER_MIN, BURST_MIN = 6, 60, 10
+
+
+@pytest.fixture
+def settings(stack: Endpoints) -> Settings:
+    settings = fresh_settings(stack.bootstrap_servers)
+    create_topics(settings)
+    apply_trails(settings, [TRAIL])
+    return settings
+
+
+@pytest.fixture
+def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
+    started = Workers(settings, tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+def deliver(settings: Settings, first: datetime, minutes: int) -> None:
+    """`minutes` of RunInstances calls from `first` on, as the processor would deliver them for TRAIL."""
+    producer = Producer(settings.kafka_config())
+    key = f"{TRAIL.arn}|111122223333|eu-west-1".encode()
+    for minute in range(minutes):
+        at = first + timedelta(minutes=minute)
+        per_minute = BURST_PER_MIN if BURST <= at < BURST + timedelta(minutes=BURST_MIN) else NORMAL_PER_MIN
+        for n in range(per_minute):
+            record = {"eventVersion": "1.11", "eventTime": (at + timedelta(seconds=n * 60 // per_minute)).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"), "eventSource": "ec2.amazonaws.com", "eventName": "RunInstances",
+                "awsRegion": "eu-west-1", "recipientAccountId": "111122223333", "readOnly": False,
+                "managementEvent": True, "eventCategory": "Management", "eventType": "AwsApiCall",
+                "userAgent": "autoscaling.amazonaws.com", "eventID": f"{minute}-{n}",
+                "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::111122223333:assumed-role/Autoscaler/x"}}
+            producer.produce(settings.topics.delivery, orjson.dumps(record), key)
+            producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def insights(settings: Settings) -> list[dict]:
+    return [orjson.loads(m.value()) for m in read_topic(settings, settings.topics.insights)]
+
+
+def test_burst_yields_one_start_and_one_end_across_a_sigkill(settings: Settings, workers: Workers) -> None:
+    group, delivery = settings.insights.group_id, settings.topics.delivery
+    into_burst = int((BURST - START).total_seconds() // 60) + 5
+    deliver(settings, START, into_burst)
+    workers.start("insights")
+    wait_for_progress(settings, workers, 1.0, group, delivery, timeout_s=60)
+    started = insights(settings)
+    assert [r["insightDetails"]["state"] for r in started] == ["Start"]
+    workers.kill("insights")
+
+    deliver(settings, BURST + timedelta(minutes=5), 20)
+    workers.start("insights")
+    wait_for_progress(settings, workers, 1.0, group, delivery, timeout_s=60)
+    records = insights(settings)
+    assert [r["insightDetails"]["state"] for r in records] == ["Start", "End"]
+    start, end = records
+    assert start == started[0]
+    assert start["sharedEventID"] == end["sharedEventID"]
+    assert start["eventTime"] == BURST.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert end["eventTime"] == (BURST + timedelta(minutes=BURST_MIN)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert end["insightDetails"]["insightContext"]["statistics"] == {
+        "baseline": {"average": NORMAL_PER_MIN}, "insight": {"average": BURST_PER_MIN},
+        "insightDuration": BURST_MIN, "baselineDuration": 1440}
+    attributions = start["insightDetails"]["insightContext"]["attributions"]
+    assert attributions[1] == {"attribute": "userAgent",
+                               "insight": [{"value": "autoscaling.amazonaws.com", "average": BURST_PER_MIN}],
+                               "baseline": [{"value": "autoscaling.amazonaws.com", "average": NORMAL_PER_MIN}]}
