@@ -127,6 +127,7 @@ WORKER_ROLES = {
     "cloudwatch": ("sinks.cloudwatch", "CloudWatchSink"),
     "digests": ("sinks.digests", "DigestWorker"),
     "insights": ("processors.insights_worker", "InsightsWorker"),
+    "s3-insights": ("sinks.s3", "S3InsightSink"),
 }
 
 
@@ -141,13 +142,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if args.role not in ("processors", "insights"):
             raise SettingsError("--instance-id: only processors and insights have one (their transactional id)")
         section["instance_id"] = args.instance_id
+    insight_files = args.role == "s3-insights"  # the S3 sink's settings, its own group and /metrics port
+    section_name = "s3" if insight_files else args.role
     if args.metrics_port is not None:
-        section["metrics_port"] = args.metrics_port
-    settings = load_settings(args.config, **({args.role: section} if section else {}))
-    role_settings = getattr(settings, args.role)
+        section["insight_metrics_port" if insight_files else "metrics_port"] = args.metrics_port
+    settings = load_settings(args.config, **({section_name: section} if section else {}))
+    role_settings = getattr(settings, section_name)
     configure_json_logging()
     try:
-        serve_metrics(role_settings.metrics_host, role_settings.metrics_port)
+        serve_metrics(role_settings.metrics_host,
+                      role_settings.insight_metrics_port if insight_files else role_settings.metrics_port)
     except OSError as exc:
         print(f"kafkatrail: error: {exc}", file=sys.stderr)
         return 1
@@ -272,11 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run a pipeline role until SIGTERM")
     worker.add_argument("role", choices=sorted(WORKER_ROLES), help="processors: validate, dedupe, select per "
                         "trail; s3: log files and SNS notifications; cloudwatch: CloudWatch Logs; digests: signed "
-                        "digest files; insights: CloudTrail Insights records")
+                        "digest files; insights: CloudTrail Insights records; s3-insights: Insights files in S3")
     worker.add_argument("--instance-id", help="processors, insights: stable id of this process in its group "
                                               "(default: the host name)")
     worker.add_argument("--metrics-port", type=int, help="port of /metrics (0: off; defaults 9464, 9465, 9466, "
-                                                         "9467, 9468)")
+                                                         "9467, 9468, 9469)")
     worker.set_defaults(func=cmd_worker)
 
     insights = commands.add_parser("insights", help="CloudTrail Insights")

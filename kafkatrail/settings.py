@@ -76,6 +76,8 @@ class S3SinkSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     group_id: str = Field("kafkatrail-s3", min_length=1)
+    insight_group_id: str = Field("kafkatrail-s3-insights", min_length=1,
+                                  description="group of `worker s3-insights` (Insights files)")
     flush_interval_s: float = Field(300.0, ge=1, description="a log file is closed this long after it opened")
     max_file_records: int = Field(50_000, ge=1, description="a log file is closed at this many records")
     max_file_bytes: int = Field(64 * 2**20, ge=1024, description="...or at this much uncompressed JSON")
@@ -84,6 +86,7 @@ class S3SinkSettings(BaseModel):
     session_timeout_s: int = Field(10, ge=6, description="a sink silent this long leaves the group")
     metrics_host: str = Field("127.0.0.1")
     metrics_port: int = Field(9465, ge=0, le=65535, description="0: do not serve /metrics")
+    insight_metrics_port: int = Field(9469, ge=0, le=65535, description="/metrics of `worker s3-insights`")
 
 
 class CloudWatchSinkSettings(BaseModel):
@@ -182,6 +185,7 @@ class TopicNames(BaseModel):
     dedupe_changelog: str
     insights_changelog: str
     s3_journal: str
+    s3_insight_journal: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TopicNames:
@@ -195,6 +199,7 @@ class TopicNames(BaseModel):
             dedupe_changelog=f"{prefix}.processors.dedupe-changelog",
             insights_changelog=f"{prefix}.insights.state-changelog",
             s3_journal=f"{prefix}.sinks.s3-journal",
+            s3_insight_journal=f"{prefix}.sinks.s3-insight-journal",
         )
 
 
