@@ -1,12 +1,17 @@
 """The Insights worker against the real broker: a burst in the delivery topic becomes one Start and one End,
-with the right statistics, although the worker is killed with SIGKILL in the middle of the burst."""
+with the right statistics, although the worker is killed with SIGKILL in the middle of the burst; and the
+S3 Insights sink stores them under `CloudTrail-Insight` in the trail's bucket."""
 
 from __future__ import annotations
 
+import gzip
+import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 import orjson
 import pytest
 from confluent_kafka import Producer
@@ -25,9 +30,13 @@ BURST = START + timedelta(days=1, hours=10)  # one day of history: min_history_d
 NORMAL_PER_MIN, BURST_PER_MIN, BURST_MIN = 6, 60, 10
 
 
+INSIGHT_KEY = re.compile(r"^AWSLogs/111122223333/CloudTrail-Insight/eu-west-1/\d{4}/\d\d/\d\d/"
+                         r"111122223333_CloudTrail-Insight_eu-west-1_\d{8}T\d{4}Z_[A-Za-z0-9]{16}\.json\.gz$")
+
+
 @pytest.fixture
 def settings(stack: Endpoints) -> Settings:
-    settings = fresh_settings(stack.bootstrap_servers)
+    settings = fresh_settings(stack.bootstrap_servers, s3={"flush_interval_s": 1})
     create_topics(settings)
     apply_trails(settings, [TRAIL])
     return settings
@@ -92,3 +101,25 @@ def test_burst_yields_one_start_and_one_end_across_a_sigkill(settings: Settings,
     assert attributions[1] == {"attribute": "userAgent",
                                "insight": [{"value": "autoscaling.amazonaws.com", "average": BURST_PER_MIN}],
                                "baseline": [{"value": "autoscaling.amazonaws.com", "average": NORMAL_PER_MIN}]}
+
+
+def test_insights_files_in_s3_under_the_insight_prefix(settings: Settings, workers: Workers) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=TRAIL.s3_bucket_name)
+    deliver(settings, START, int((BURST - START).total_seconds() // 60) + BURST_MIN + 10)
+    workers.start("insights")
+    workers.start("s3-insights")
+    stored: list[dict] = []
+    deadline = time.monotonic() + 60
+    while len(stored) < 2 and time.monotonic() < deadline:
+        workers.assert_alive()
+        time.sleep(1)
+        stored = []
+        for item in s3.list_objects_v2(Bucket=TRAIL.s3_bucket_name).get("Contents", []):
+            assert INSIGHT_KEY.match(item["Key"]), item["Key"]
+            body = s3.get_object(Bucket=TRAIL.s3_bucket_name, Key=item["Key"])["Body"].read()
+            stored += orjson.loads(gzip.decompress(body))["Records"]
+    records = {record["insightDetails"]["state"]: record for record in stored}
+    assert len(stored) == 2 and sorted(records) == ["End", "Start"], workers.log_tail()
+    assert records["Start"]["sharedEventID"] == records["End"]["sharedEventID"]
+    assert records["End"]["insightDetails"]["insightContext"]["statistics"]["insight"]["average"] == BURST_PER_MIN
