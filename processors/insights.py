@@ -11,6 +11,8 @@ Event time and allowed lateness
     Minute m is *closed* (evaluated, never again) once the watermark passes its end. An event for a closed
     minute still counts in the baseline history but changes no decision already taken; it is reported
     as late. The watermark is shared by all units so a unit that falls silent still closes its minutes.
+    An event stamped in the future moves the watermark no further than the time it was received (its
+    Kafka timestamp), so one bad clock cannot close the minutes of everyone else's events.
 
 Baseline (robust to daily and weekly rhythm)
     History is kept as counts per slot of `slot_minutes` (default 10) for `baseline_days` (default 7)
@@ -238,10 +240,15 @@ class InsightsDetector:
         self.dirty: set[Unit] = set()
 
     # -- input -------------------------------------------------------------------------------------
-    def add_event(self, trail_arn: str, event: Mapping[str, Any], types: Iterable[str]) -> None:
-        """Count one CloudTrail event for a trail whose Insights selectors enable `types`."""
+    def add_event(self, trail_arn: str, event: Mapping[str, Any], types: Iterable[str],
+                  received_s: float | None = None) -> None:
+        """Count one CloudTrail event for a trail whose Insights selectors enable `types`.
+
+        `received_s` (epoch seconds the event reached Kafka) caps how far the event moves the watermark.
+        """
         minute = event_minute(event)
-        self.max_event_s = max(self.max_event_s, minute * 60 + int(str(event["eventTime"])[17:19] or 0))
+        event_s = minute * 60 + int(str(event["eventTime"])[17:19] or 0)
+        self.max_event_s = max(self.max_event_s, event_s if received_s is None else min(event_s, int(received_s)))
         for unit in event_units(trail_arn, event, types):
             self.observe(unit, minute, 1, event_attributes(event, unit.insight_type))
         scope = (trail_arn, str(event.get("recipientAccountId", "")), str(event.get("awsRegion", "")))

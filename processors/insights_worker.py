@@ -216,7 +216,8 @@ class InsightsWorker:
                 trail_arn = (message.key() or b"").decode().split("|", 1)[0]
                 types = self.types.get(trail_arn)
                 if types and message.value():
-                    detector.add_event(trail_arn, orjson.loads(message.value()), types)
+                    detector.add_event(trail_arn, orjson.loads(message.value()), types,
+                                       message.timestamp()[1] / 1000)
                     counted += 1
             for key, record in detector.advance():
                 self._produce(self.topics.insights, key, orjson.dumps(record))

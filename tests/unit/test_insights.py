@@ -275,3 +275,14 @@ def test_insight_types_of_a_trail() -> None:
     assert insight_types(trail({"InsightType": CALL_RATE})) == {CALL_RATE}
     assert insight_types(trail({"InsightType": CALL_RATE, "EventCategories": ["Data"]},
                                {"InsightType": ERROR_RATE, "EventCategories": ["Management", "Data"]})) == {ERROR_RATE}
+
+
+def test_an_event_from_the_future_does_not_close_everyone_else_s_minutes() -> None:
+    detector = InsightsDetector()
+    received = 8 * DAY * 60 + 600 * 60
+    detector.add_event(TRAIL, event(received - 60), (CALL_RATE,), received_s=received)
+    detector.add_event(TRAIL, event(received + 3 * DAY * 60), (CALL_RATE,), received_s=received)
+    detector.advance()
+    assert detector.closed_until == (received - 120) // 60
+    detector.add_event(TRAIL, event(received), (CALL_RATE,), received_s=received + 1)
+    assert detector.late == 0
