@@ -128,7 +128,9 @@ WORKER_ROLES = {
     "digests": ("sinks.digests", "DigestWorker"),
     "insights": ("processors.insights_worker", "InsightsWorker"),
     "s3-insights": ("sinks.s3", "S3InsightSink"),
+    "cloudwatch-insights": ("sinks.cloudwatch", "CloudWatchInsightSink"),
 }
+INSIGHT_SINK_SECTIONS = {"s3-insights": "s3", "cloudwatch-insights": "cloudwatch"}
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -142,16 +144,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if args.role not in ("processors", "insights"):
             raise SettingsError("--instance-id: only processors and insights have one (their transactional id)")
         section["instance_id"] = args.instance_id
-    insight_files = args.role == "s3-insights"  # the S3 sink's settings, its own group and /metrics port
-    section_name = "s3" if insight_files else args.role
+    # an Insights sink reads its sink's settings section, with its own group and /metrics port
+    insight_sink = args.role in INSIGHT_SINK_SECTIONS
+    section_name = INSIGHT_SINK_SECTIONS.get(args.role, args.role)
     if args.metrics_port is not None:
-        section["insight_metrics_port" if insight_files else "metrics_port"] = args.metrics_port
+        section["insight_metrics_port" if insight_sink else "metrics_port"] = args.metrics_port
     settings = load_settings(args.config, **({section_name: section} if section else {}))
     role_settings = getattr(settings, section_name)
     configure_json_logging()
     try:
         serve_metrics(role_settings.metrics_host,
-                      role_settings.insight_metrics_port if insight_files else role_settings.metrics_port)
+                      role_settings.insight_metrics_port if insight_sink else role_settings.metrics_port)
     except OSError as exc:
         print(f"kafkatrail: error: {exc}", file=sys.stderr)
         return 1
@@ -276,11 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run a pipeline role until SIGTERM")
     worker.add_argument("role", choices=sorted(WORKER_ROLES), help="processors: validate, dedupe, select per "
                         "trail; s3: log files and SNS notifications; cloudwatch: CloudWatch Logs; digests: signed "
-                        "digest files; insights: CloudTrail Insights records; s3-insights: Insights files in S3")
+                        "digest files; insights: CloudTrail Insights records; s3-insights, cloudwatch-insights: "
+                        "Insights records to S3 and CloudWatch Logs")
     worker.add_argument("--instance-id", help="processors, insights: stable id of this process in its group "
                                               "(default: the host name)")
     worker.add_argument("--metrics-port", type=int, help="port of /metrics (0: off; defaults 9464, 9465, 9466, "
-                                                         "9467, 9468, 9469)")
+                                                         "9467, 9468, 9469, 9470)")
     worker.set_defaults(func=cmd_worker)
 
     insights = commands.add_parser("insights", help="CloudTrail Insights")

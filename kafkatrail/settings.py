@@ -95,10 +95,13 @@ class CloudWatchSinkSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     group_id: str = Field("kafkatrail-cloudwatch", min_length=1)
+    insight_group_id: str = Field("kafkatrail-cloudwatch-insights", min_length=1,
+                                  description="group of `worker cloudwatch-insights` (Insights records)")
     flush_interval_s: float = Field(5.0, gt=0, description="pending events are sent at least this often")
     retry_max_backoff_s: float = Field(30.0, gt=0, description="calls are retried forever, backing off")
     metrics_host: str = Field("127.0.0.1")
     metrics_port: int = Field(9466, ge=0, le=65535, description="0: do not serve /metrics")
+    insight_metrics_port: int = Field(9470, ge=0, le=65535, description="/metrics of `worker cloudwatch-insights`")
 
 
 class DigestSettings(BaseModel):
