@@ -34,7 +34,8 @@ def fresh_settings(bootstrap_servers: str, **sections: Any) -> Settings:
         processors={"group_id": f"{prefix}-processors", "session_timeout_s": 6, "metrics_port": 0},
         s3={"group_id": f"{prefix}-s3", "insight_group_id": f"{prefix}-s3-insights", "metrics_port": 0,
             "session_timeout_s": 6, **sections.get("s3", {})},
-        cloudwatch={"group_id": f"{prefix}-cloudwatch", "metrics_port": 0},
+        cloudwatch={"group_id": f"{prefix}-cloudwatch", "insight_group_id": f"{prefix}-cloudwatch-insights",
+                    "metrics_port": 0, **sections.get("cloudwatch", {})},
         insights={"group_id": f"{prefix}-insights", "session_timeout_s": 6, "metrics_port": 0,
                   **sections.get("insights", {})})
 
@@ -54,6 +55,8 @@ class Workers:
             "KAFKATRAIL_PROCESSORS__SESSION_TIMEOUT_S": str(settings.processors.session_timeout_s),
             "KAFKATRAIL_S3__GROUP_ID": settings.s3.group_id,
             "KAFKATRAIL_S3__INSIGHT_GROUP_ID": settings.s3.insight_group_id,
+            "KAFKATRAIL_CLOUDWATCH__INSIGHT_GROUP_ID": settings.cloudwatch.insight_group_id,
+            "KAFKATRAIL_CLOUDWATCH__FLUSH_INTERVAL_S": str(settings.cloudwatch.flush_interval_s),
             "KAFKATRAIL_S3__FLUSH_INTERVAL_S": str(settings.s3.flush_interval_s),
             "KAFKATRAIL_S3__MAX_FILE_RECORDS": str(settings.s3.max_file_records),
             "KAFKATRAIL_S3__SESSION_TIMEOUT_S": str(settings.s3.session_timeout_s),

@@ -1,6 +1,7 @@
 """The Insights worker against the real broker: a burst in the delivery topic becomes one Start and one End,
-with the right statistics, although the worker is killed with SIGKILL in the middle of the burst; and the
-S3 Insights sink stores them under `CloudTrail-Insight` in the trail's bucket."""
+with the right statistics, although the worker is killed with SIGKILL in the middle of the burst; the S3
+Insights sink stores them under `CloudTrail-Insight` in the trail's bucket, and the CloudWatch Logs Insights
+sink puts them in the trail's log group."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from trails.topic import apply_trails
 
 TRAIL = Trail(name="insights", home_region="eu-west-1", account_id="111122223333", s3_bucket_name="insights-logs",
               insight_selectors=({"InsightType": "ApiCallRateInsight"}, {"InsightType": "ApiErrorRateInsight"}))
-START = datetime(2026, 3, 2, tzinfo=UTC)
+# recent enough for CloudWatch Logs, which refuses events older than 14 days
+START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
 BURST = START + timedelta(days=1, hours=10)  # one day of history: min_history_days
 NORMAL_PER_MIN, BURST_PER_MIN, BURST_MIN = 6, 60, 10
 
@@ -123,3 +125,28 @@ def test_insights_files_in_s3_under_the_insight_prefix(settings: Settings, worke
     assert len(stored) == 2 and sorted(records) == ["End", "Start"], workers.log_tail()
     assert records["Start"]["sharedEventID"] == records["End"]["sharedEventID"]
     assert records["End"]["insightDetails"]["insightContext"]["statistics"]["insight"]["average"] == BURST_PER_MIN
+
+
+def test_insights_records_in_the_trail_s_log_group(settings: Settings, workers: Workers) -> None:
+    group = f"CloudTrail/{settings.topic_prefix}"
+    trail = Trail.from_document({**TRAIL.to_document(),
+                                 "CloudWatchLogsLogGroupArn": f"arn:aws:logs:eu-west-1:111122223333:log-group:{group}",
+                                 "CloudWatchLogsRoleArn": "arn:aws:iam::111122223333:role/CloudTrail_Logs"})
+    assert trail.arn == TRAIL.arn
+    apply_trails(settings, [trail])
+    logs = boto3.client("logs", region_name="eu-west-1")
+    logs.create_log_group(logGroupName=group)
+    deliver(settings, START, int((BURST - START).total_seconds() // 60) + BURST_MIN + 10)
+    workers.start("insights")
+    workers.start("cloudwatch-insights")
+    messages: list[dict] = []
+    deadline = time.monotonic() + 60
+    while len(messages) < 2 and time.monotonic() < deadline:
+        workers.assert_alive()
+        time.sleep(1)
+        streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+        messages = [orjson.loads(event["message"]) for stream in streams for event in logs.get_log_events(
+            logGroupName=group, logStreamName=stream["logStreamName"], startFromHead=True)["events"]]
+    assert [m["insightDetails"]["state"] for m in messages] == ["Start", "End"], workers.log_tail()
+    assert [s["logStreamName"] for s in logs.describe_log_streams(logGroupName=group)["logStreams"]] == [
+        "111122223333_CloudTrail_eu-west-1"]
