@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from confluent_kafka import Producer
 from kafkatrail.settings import Settings
 from kafkatrail.stack import Endpoints
 from kafkatrail.topics import create_topics
-from tests.integration.pipeline import Workers, fresh_settings, read_topic, wait_for_progress
+from tests.integration.pipeline import Workers, fresh_settings, publish, read_topic, simulate, wait_for_progress
 from trails.model import Trail
 from trails.topic import apply_trails
 
@@ -150,3 +151,27 @@ def test_insights_records_in_the_trail_s_log_group(settings: Settings, workers: 
     assert [m["insightDetails"]["state"] for m in messages] == ["Start", "End"], workers.log_tail()
     assert [s["logStreamName"] for s in logs.describe_log_streams(logGroupName=group)["logStreams"]] == [
         "111122223333_CloudTrail_eu-west-1"]
+
+
+def test_burst_through_the_processor_and_the_insights_worker(settings: Settings, workers: Workers) -> None:
+    """Events on the events topic (Avro, as services send them) go through `worker processors` first."""
+    template = next(r for r in simulate(200, seed=5) if r.get("readOnly") is False and r.get("managementEvent"))
+    records = []
+    for minute in range(int((BURST - START).total_seconds() // 60) + BURST_MIN + 10):
+        at = START + timedelta(minutes=minute)
+        per_minute = BURST_PER_MIN if BURST <= at < BURST + timedelta(minutes=BURST_MIN) else NORMAL_PER_MIN
+        for n in range(per_minute):
+            records.append({**template, "eventID": str(uuid.uuid4()), "awsRegion": "eu-west-1",
+                            "recipientAccountId": "111122223333", "eventSource": "ec2.amazonaws.com",
+                            "eventName": "RunInstances",
+                            "eventTime": (at + timedelta(seconds=n * 60 // per_minute)).strftime("%Y-%m-%dT%H:%M:%SZ")})
+    publish(settings, records)
+    workers.start("processors")
+    workers.start("insights")
+    wait_for_progress(settings, workers, 1.0, timeout_s=60)
+    deadline = time.monotonic() + 60  # the delivery topic is transactional: its end offset counts commit markers
+    while len(found := insights(settings)) < 2 and time.monotonic() < deadline:
+        workers.assert_alive()
+        time.sleep(1)
+    states = [(r["insightDetails"]["state"], r["insightDetails"]["eventName"]) for r in found]
+    assert states == [("Start", "RunInstances"), ("End", "RunInstances")], workers.log_tail()
