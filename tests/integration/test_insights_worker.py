@@ -107,8 +107,16 @@ def test_burst_yields_one_start_and_one_end_across_a_sigkill(settings: Settings,
 
 
 def test_insights_files_in_s3_under_the_insight_prefix(settings: Settings, workers: Workers) -> None:
+    bucket = f"{settings.topic_prefix}-insights"  # the stand-in outlives the test
     s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=TRAIL.s3_bucket_name)
+    s3.create_bucket(Bucket=bucket)
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic_arn = sns.create_topic(Name=f"{settings.topic_prefix}-insights")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=f"{settings.topic_prefix}-insights")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    apply_trails(settings, [Trail.from_document({**TRAIL.to_document(), "S3BucketName": bucket,
+                                                 "SnsTopicName": topic_arn})])
     deliver(settings, START, int((BURST - START).total_seconds() // 60) + BURST_MIN + 10)
     workers.start("insights")
     workers.start("s3-insights")
@@ -118,12 +126,20 @@ def test_insights_files_in_s3_under_the_insight_prefix(settings: Settings, worke
         workers.assert_alive()
         time.sleep(1)
         stored = []
-        for item in s3.list_objects_v2(Bucket=TRAIL.s3_bucket_name).get("Contents", []):
+        for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
             assert INSIGHT_KEY.match(item["Key"]), item["Key"]
-            body = s3.get_object(Bucket=TRAIL.s3_bucket_name, Key=item["Key"])["Body"].read()
+            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
             stored += orjson.loads(gzip.decompress(body))["Records"]
     records = {record["insightDetails"]["state"]: record for record in stored}
     assert len(stored) == 2 and sorted(records) == ["End", "Start"], workers.log_tail()
+    objects = {item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    notified: set[str] = set()
+    deadline = time.monotonic() + 20  # the sink publishes after it stored the file
+    while notified != objects and time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            notified.update(orjson.loads(orjson.loads(message["Body"])["Message"])["s3ObjectKey"])
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    assert notified == objects, "one SNS notification per Insights file"
     assert records["Start"]["sharedEventID"] == records["End"]["sharedEventID"]
     assert records["End"]["insightDetails"]["insightContext"]["statistics"]["insight"]["average"] == BURST_PER_MIN
 
