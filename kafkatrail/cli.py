@@ -168,9 +168,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_insights_evaluate(args: argparse.Namespace) -> int:
     from processors.insights_evaluation import evaluate
 
+    config = _settings(args).insights.detector_config()
     try:
         lines, passed = evaluate(warmup_days=args.warmup_days, days=args.days, bursts=args.bursts,
-                                 storms=args.storms, seed=args.seed, config=_settings(args).insights.detector_config())
+                                 storms=args.storms, seed=args.seed, config=config)
     except ValueError as exc:
         raise SettingsError(f"insights evaluate: {exc}") from None
     print("\n".join(lines))

@@ -148,12 +148,15 @@ class InsightsSettings(BaseModel):
     allowed_lateness_s: int = Field(120, ge=0, description="a minute is evaluated once event time is this far past")
 
     def detector_config(self) -> InsightsConfig:
-        """The rule's parameters; raises ValueError when they contradict each other."""
+        """The rule's parameters; raises SettingsError when they contradict each other."""
         from dataclasses import fields
 
         from processors.insights import InsightsConfig
 
-        return InsightsConfig(**self.model_dump(include={f.name for f in fields(InsightsConfig)}))
+        try:
+            return InsightsConfig(**self.model_dump(include={f.name for f in fields(InsightsConfig)}))
+        except ValueError as exc:
+            raise SettingsError(f"insights: {exc}") from None
 
 
 class KeySettings(BaseModel):

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from kafkatrail.settings import load_settings
+from kafkatrail.settings import SettingsError, load_settings
 from processors.insights import (
     CALL_RATE,
     ERROR_RATE,
@@ -240,6 +240,8 @@ def test_settings_build_the_detector_config() -> None:
     settings = load_settings(insights={"baseline_days": 14, "start_ratio": 4.0})
     config = settings.insights.detector_config()
     assert (config.baseline_days, config.start_ratio, config.end_ratio) == (14, 4.0, 2.0)
+    with pytest.raises(SettingsError, match="insights: slot_minutes must divide a day"):
+        load_settings(insights={"slot_minutes": 7}).insights.detector_config()
 
 
 def test_state_round_trip_mid_insight_neither_loses_nor_repeats_it() -> None:
