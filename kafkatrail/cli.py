@@ -134,7 +134,11 @@ WORKER_ROLES = {
     "s3": ("sinks.s3", "S3Sink"),
     "cloudwatch": ("sinks.cloudwatch", "CloudWatchSink"),
     "digests": ("sinks.digests", "DigestWorker"),
+    "insights": ("processors.insights_worker", "InsightsWorker"),
+    "s3-insights": ("sinks.s3", "S3InsightSink"),
+    "cloudwatch-insights": ("sinks.cloudwatch", "CloudWatchInsightSink"),
 }
+INSIGHT_SINK_SECTIONS = {"s3-insights": "s3", "cloudwatch-insights": "cloudwatch"}
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -145,16 +149,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     section: dict[str, Any] = {}
     if args.instance_id:
-        if args.role != "processors":
-            raise SettingsError("--instance-id: only processors have one (their transactional id)")
+        if args.role not in ("processors", "insights"):
+            raise SettingsError("--instance-id: only processors and insights have one (their transactional id)")
         section["instance_id"] = args.instance_id
+    # an Insights sink reads its sink's settings section, with its own group and /metrics port
+    insight_sink = args.role in INSIGHT_SINK_SECTIONS
+    section_name = INSIGHT_SINK_SECTIONS.get(args.role, args.role)
     if args.metrics_port is not None:
-        section["metrics_port"] = args.metrics_port
-    settings = load_settings(args.config, **({args.role: section} if section else {}))
-    role_settings = getattr(settings, args.role)
+        section["insight_metrics_port" if insight_sink else "metrics_port"] = args.metrics_port
+    settings = load_settings(args.config, **({section_name: section} if section else {}))
+    role_settings = getattr(settings, section_name)
     configure_json_logging()
     try:
-        serve_metrics(role_settings.metrics_host, role_settings.metrics_port)
+        serve_metrics(role_settings.metrics_host,
+                      role_settings.insight_metrics_port if insight_sink else role_settings.metrics_port)
     except OSError as exc:
         print(f"kafkatrail: error: {exc}", file=sys.stderr)
         return 1
@@ -163,6 +171,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _stop_on_signals(worker.stop)
     worker.run()
     return 0
+
+
+def cmd_insights_evaluate(args: argparse.Namespace) -> int:
+    from processors.insights_evaluation import evaluate
+
+    config = _settings(args).insights.detector_config()
+    try:
+        lines, passed = evaluate(warmup_days=args.warmup_days, days=args.days, bursts=args.bursts,
+                                 storms=args.storms, seed=args.seed, config=config)
+    except ValueError as exc:
+        raise SettingsError(f"insights evaluate: {exc}") from None
+    print("\n".join(lines))
+    return 0 if passed else 1
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -267,12 +288,24 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run a pipeline role until SIGTERM")
     worker.add_argument("role", choices=sorted(WORKER_ROLES), help="processors: validate, dedupe, select per "
                         "trail; s3: log files and SNS notifications; cloudwatch: CloudWatch Logs; digests: signed "
-                        "digest files")
-    worker.add_argument("--instance-id", help="processors: stable id of this process among the processors "
+                        "digest files; insights: CloudTrail Insights records; s3-insights, cloudwatch-insights: "
+                        "Insights records to S3 and CloudWatch Logs")
+    worker.add_argument("--instance-id", help="processors, insights: stable id of this process in its group "
                                               "(default: the host name)")
     worker.add_argument("--metrics-port", type=int, help="port of /metrics (0: off; defaults 9464, 9465, 9466, "
-                                                         "9467)")
+                                                         "9467, 9468, 9469, 9470)")
     worker.set_defaults(func=cmd_worker)
+
+    insights = commands.add_parser("insights", help="CloudTrail Insights")
+    insights_commands = insights.add_subparsers(dest="insights_command", required=True)
+    evaluate = insights_commands.add_parser("evaluate", help="score the detector on labelled synthetic traffic "
+                                                             "(bursts, error storms) against its targets")
+    evaluate.add_argument("--warmup-days", type=int, default=7, help="days of history before the evaluated days")
+    evaluate.add_argument("--days", type=int, default=7, help="evaluated days")
+    evaluate.add_argument("--bursts", type=int, default=12, help="call-rate bursts injected")
+    evaluate.add_argument("--storms", type=int, default=6, help="error storms injected")
+    evaluate.add_argument("--seed", type=int, default=1)
+    evaluate.set_defaults(func=cmd_insights_evaluate)
 
     api = commands.add_parser("api", help="serve the CloudTrail API (DescribeTrails, GetTrail, ListPublicKeys)")
     api.add_argument("--host", help="bind address (default 127.0.0.1)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
@@ -22,6 +22,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+if TYPE_CHECKING:
+    from processors.insights import InsightsConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,6 +76,8 @@ class S3SinkSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     group_id: str = Field("kafkatrail-s3", min_length=1)
+    insight_group_id: str = Field("kafkatrail-s3-insights", min_length=1,
+                                  description="group of `worker s3-insights` (Insights files)")
     flush_interval_s: float = Field(300.0, ge=1, description="a log file is closed this long after it opened")
     max_file_records: int = Field(50_000, ge=1, description="a log file is closed at this many records")
     max_file_bytes: int = Field(64 * 2**20, ge=1024, description="...or at this much uncompressed JSON")
@@ -81,6 +86,7 @@ class S3SinkSettings(BaseModel):
     session_timeout_s: int = Field(10, ge=6, description="a sink silent this long leaves the group")
     metrics_host: str = Field("127.0.0.1")
     metrics_port: int = Field(9465, ge=0, le=65535, description="0: do not serve /metrics")
+    insight_metrics_port: int = Field(9469, ge=0, le=65535, description="/metrics of `worker s3-insights`")
 
 
 class CloudWatchSinkSettings(BaseModel):
@@ -89,10 +95,13 @@ class CloudWatchSinkSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     group_id: str = Field("kafkatrail-cloudwatch", min_length=1)
+    insight_group_id: str = Field("kafkatrail-cloudwatch-insights", min_length=1,
+                                  description="group of `worker cloudwatch-insights` (Insights records)")
     flush_interval_s: float = Field(5.0, gt=0, description="pending events are sent at least this often")
     retry_max_backoff_s: float = Field(30.0, gt=0, description="calls are retried forever, backing off")
     metrics_host: str = Field("127.0.0.1")
     metrics_port: int = Field(9466, ge=0, le=65535, description="0: do not serve /metrics")
+    insight_metrics_port: int = Field(9470, ge=0, le=65535, description="/metrics of `worker cloudwatch-insights`")
 
 
 class DigestSettings(BaseModel):
@@ -106,6 +115,48 @@ class DigestSettings(BaseModel):
     retry_max_backoff_s: float = Field(30.0, gt=0, description="S3 calls are retried forever, backing off")
     metrics_host: str = Field("127.0.0.1")
     metrics_port: int = Field(9467, ge=0, le=65535, description="0: do not serve /metrics")
+
+
+class InsightsSettings(BaseModel):
+    """The Insights worker (`kafkatrail worker insights`) and its detector's rule (see processors/insights.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group_id: str = Field("kafkatrail-insights", min_length=1, description="consumer group on the delivery topic")
+    instance_id: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        description="stable per process: a restarted worker with the same id fences its crashed predecessor",
+    )
+    batch_max_events: int = Field(5_000, ge=1, description="delivery records per transaction at most")
+    batch_timeout_s: float = Field(1.0, gt=0, description="wait at most this long to fill a batch")
+    transaction_timeout_s: int = Field(30, ge=5, description="the broker aborts a dead worker's open transaction")
+    session_timeout_s: int = Field(10, ge=6, description="a worker silent this long leaves the group")
+    metrics_host: str = Field("127.0.0.1", description="address of the /metrics endpoint")
+    metrics_port: int = Field(9468, ge=0, le=65535, description="0: do not serve /metrics")
+    baseline_days: int = Field(7, ge=1, le=28, description="days of per-slot history the baseline is learned from")
+    min_history_days: int = Field(1, ge=1, description="no Insight before a trail has this many days of history")
+    slot_minutes: int = Field(10, ge=1, le=60, description="granularity of the history; must divide a day")
+    neighbour_slots: int = Field(1, ge=0, description="slots on each side also taken as expected rate")
+    floor_rank: int = Field(2, ge=1, le=7, description="with a week of history: the n-th lowest day")
+    start_window: int = Field(2, ge=1, description="minutes summed by the start rule")
+    start_ratio: float = Field(3.0, gt=1, description="start when the window exceeds this multiple of expected")
+    start_alpha: float = Field(1e-6, gt=0, lt=1, description="...and is this improbable as Poisson noise")
+    min_rate: float = Field(5.0, gt=0, description="...and averages at least this many calls per minute")
+    end_ratio: float = Field(2.0, ge=1, description="a minute under this multiple of expected is quiet")
+    end_minutes: int = Field(3, ge=1, description="an Insight ends after this many quiet minutes")
+    allowed_lateness_s: int = Field(120, ge=0, description="a minute is evaluated once event time is this far past")
+
+    def detector_config(self) -> InsightsConfig:
+        """The rule's parameters; raises SettingsError when they contradict each other."""
+        from dataclasses import fields
+
+        from processors.insights import InsightsConfig
+
+        try:
+            return InsightsConfig(**self.model_dump(include={f.name for f in fields(InsightsConfig)}))
+        except ValueError as exc:
+            raise SettingsError(f"insights: {exc}") from None
 
 
 class KeySettings(BaseModel):
@@ -138,7 +189,9 @@ class TopicNames(BaseModel):
     notifications: str
     trails: str
     dedupe_changelog: str
+    insights_changelog: str
     s3_journal: str
+    s3_insight_journal: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TopicNames:
@@ -150,7 +203,9 @@ class TopicNames(BaseModel):
             notifications=f"{prefix}.notifications",
             trails=f"{prefix}.trails",
             dedupe_changelog=f"{prefix}.processors.dedupe-changelog",
+            insights_changelog=f"{prefix}.insights.state-changelog",
             s3_journal=f"{prefix}.sinks.s3-journal",
+            s3_insight_journal=f"{prefix}.sinks.s3-insight-journal",
         )
 
 
@@ -172,6 +227,7 @@ class Settings(BaseSettings):
     s3: S3SinkSettings = Field(default_factory=S3SinkSettings)
     cloudwatch: CloudWatchSinkSettings = Field(default_factory=CloudWatchSinkSettings)
     digests: DigestSettings = Field(default_factory=DigestSettings)
+    insights: InsightsSettings = Field(default_factory=InsightsSettings)
     keys: KeySettings = Field(default_factory=KeySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 

@@ -16,8 +16,11 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 
     The trails topic is compacted (latest definition per trail wins). The processors' dedupe changelog
     keeps what the dedupe window needs, plus one bucket, and must have as many partitions as the events
-    topic: changelog partition p holds the state of events partition p. The S3 sink's journal (which
-    files hold which delivery records) is kept 30 days, as long as CloudTrail retries a delivery.
+    topic: changelog partition p holds the state of events partition p. The S3 sink's journals (which
+    files hold which delivery records, and which Insights files hold which Insights records) are kept
+    30 days, as long as CloudTrail retries a delivery.
+    The Insights state changelog is compacted (latest state per unit wins) and must have as many
+    partitions as the delivery topic: changelog partition p holds the detector of delivery partition p.
     """
     names = settings.topics
     processors = settings.processors
@@ -26,12 +29,15 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         names.trails: {"cleanup.policy": "compact"},
         names.dedupe_changelog: {"cleanup.policy": "delete", "retention.ms": str(changelog_retention_ms)},
         names.s3_journal: {"cleanup.policy": "delete", "retention.ms": str(JOURNAL_RETENTION_MS)},
+        names.s3_insight_journal: {"cleanup.policy": "delete", "retention.ms": str(JOURNAL_RETENTION_MS)},
+        names.insights_changelog: {"cleanup.policy": "compact"},
     }
     return [
         NewTopic(name, num_partitions=settings.topic_partitions,
                  replication_factor=settings.topic_replication_factor, config=configs.get(name, {}))
         for name in (names.events, names.dlq, names.delivery, names.insights, names.notifications, names.trails,
-                     names.dedupe_changelog, names.s3_journal)
+                     names.dedupe_changelog, names.insights_changelog, names.s3_journal,
+                     names.s3_insight_journal)
     ]
 
 

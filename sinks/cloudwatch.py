@@ -31,6 +31,9 @@ Failures
     - ``rejectedLogEventsInfo`` (too new, too old, expired): the service keeps the rest of the batch; the
       refused events are counted per reason and logged, not retried (they would be refused again).
 
+    `kafkatrail worker cloudwatch-insights` (``insights=True``) is the same sink on the Insights topic, with
+    its own consumer group: Insights records go to the trail's log group like its other records.
+
     The sink writes with its own credentials (boto3's normal chain, so ``AWS_ENDPOINT_URL`` points it at
     the local stand-in); it does not assume the trail's ``CloudWatchLogsRoleArn``.
 
@@ -227,10 +230,12 @@ class StreamBuffer:
 class CloudWatchSink:
     """One CloudWatch Logs sink process: a member of the sink's consumer group on the delivery topic."""
 
-    def __init__(self, settings: Settings, metrics: CloudWatchMetrics | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: CloudWatchMetrics | None = None, *,
+                 insights: bool = False) -> None:
         self.settings = settings
         self.config = settings.cloudwatch
-        self.topic = settings.topics.delivery
+        self.topic = settings.topics.insights if insights else settings.topics.delivery
+        self.group_id = self.config.insight_group_id if insights else self.config.group_id
         self.metrics = metrics or CloudWatchMetrics()
         self.trails: dict[str, Trail] = {}
         self.buffers: dict[Destination, StreamBuffer] = {}
@@ -240,7 +245,7 @@ class CloudWatchSink:
         self.writer = LogEventsWriter(self.config.retry_max_backoff_s, self.metrics, lambda: self._stopping)
         self.feed = TrailFeed(settings, self._trail_changed)
         self.consumer = Consumer(settings.kafka_config(**{
-            "group.id": self.config.group_id,
+            "group.id": self.group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
@@ -253,7 +258,7 @@ class CloudWatchSink:
         self.feed.catch_up()
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
-        log.info("cloudwatch sink started", extra={"group_id": self.config.group_id, "topic": self.topic,
+        log.info("cloudwatch sink started", extra={"group_id": self.group_id, "topic": self.topic,
                                                     "trails": len(self.trails)})
         try:
             delivering = True
@@ -393,3 +398,10 @@ class CloudWatchSink:
         for partition in partitions:
             self._committed.pop(partition, None)
         self.metrics.pending.set(len(self.offsets))
+
+
+class CloudWatchInsightSink(CloudWatchSink):
+    """`kafkatrail worker cloudwatch-insights`: the CloudWatch Logs sink on the Insights topic."""
+
+    def __init__(self, settings: Settings, metrics: CloudWatchMetrics | None = None) -> None:
+        super().__init__(settings, metrics, insights=True)

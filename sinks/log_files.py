@@ -12,18 +12,24 @@ from typing import Any
 import orjson
 
 UNIQUE_ALPHABET = string.ascii_letters + string.digits
+KINDS = ("CloudTrail", "CloudTrail-Insight")
 
 
 def log_file_key(account: str, region: str, delivered_at: datetime, unique: str, prefix: str = "",
-                 organization_id: str | None = None) -> str:
-    """`[prefix/]AWSLogs/[orgId/]acct/CloudTrail/region/YYYY/MM/DD/acct_CloudTrail_region_YYYYMMDDTHHmmZ_<unique>.json.gz`."""
+                 organization_id: str | None = None, kind: str = "CloudTrail") -> str:
+    """`[prefix/]AWSLogs/[orgId/]acct/<kind>/region/YYYY/MM/DD/acct_<kind>_region_YYYYMMDDTHHmmZ_<unique>.json.gz`.
+
+    `kind` is `CloudTrail` for log files, `CloudTrail-Insight` for Insights files (spec/delivery.md §1.2).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind: must be one of {', '.join(KINDS)} (got {kind!r})")
     if len(unique) != 16 or any(c not in UNIQUE_ALPHABET for c in unique):
         raise ValueError(f"unique: must be 16 characters of [A-Za-z0-9] (got {unique!r})")
     head = f"{prefix.strip('/')}/AWSLogs/" if prefix.strip("/") else "AWSLogs/"
     if organization_id:
         head += f"{organization_id}/"
-    return (f"{head}{account}/CloudTrail/{region}/{delivered_at:%Y/%m/%d}/"
-            f"{account}_CloudTrail_{region}_{delivered_at:%Y%m%dT%H%M}Z_{unique}.json.gz")
+    return (f"{head}{account}/{kind}/{region}/{delivered_at:%Y/%m/%d}/"
+            f"{account}_{kind}_{region}_{delivered_at:%Y%m%dT%H%M}Z_{unique}.json.gz")
 
 
 def unique_part(rng: random.Random | None = None) -> str:

@@ -18,6 +18,10 @@ Exactly once in S3, the argument:
    that began before it are skipped (stored before that commit), spans that began after it are rebuilt
    under their journaled key from the same records (same bytes: PutObject overwrites an identical
    object), and everything else is batched afresh (`sinks.s3_batches`).
+`kafkatrail worker s3-insights` (`S3InsightSink`) is the same sink on the Insights topic: Insights files
+under `CloudTrail-Insight` (spec/delivery.md §1.2), its own consumer group and journal topic, so the
+digest worker, which lists the log files of the log-file journal, never lists an Insights file.
+
 A kill at any point therefore leaves each (trail, eventID) in exactly one file; the processors already
 deliver each pair once. Replaying the delivery topic from offset 0 with the journal rebuilds the same
 objects. Notifications (SNS and the `notifications` topic) are at-least-once: a rebuilt file is announced
@@ -87,10 +91,14 @@ class S3SinkMetrics:
 class S3Sink:
     """One S3 sink process of the sink's consumer group."""
 
-    def __init__(self, settings: Settings, metrics: S3SinkMetrics | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: S3SinkMetrics | None = None, *, insights: bool = False) -> None:
         self.settings = settings
         self.config = settings.s3
         self.topics = settings.topics
+        self.source = self.topics.insights if insights else self.topics.delivery
+        self.journal_topic = self.topics.s3_insight_journal if insights else self.topics.s3_journal
+        self.kind = "CloudTrail-Insight" if insights else "CloudTrail"
+        self.group_id = self.config.insight_group_id if insights else self.config.group_id
         self.metrics = metrics or S3SinkMetrics()
         self.trails: dict[str, Trail] = {}
         self.partitions: dict[int, PartitionBatches] = {}
@@ -105,7 +113,7 @@ class S3Sink:
         self.journal = Producer(settings.kafka_config(**{
             "enable.idempotence": True, "acks": "all", "linger.ms": 0}))
         self.consumer = Consumer(settings.kafka_config(**{
-            "group.id": self.config.group_id,
+            "group.id": self.group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
@@ -116,9 +124,9 @@ class S3Sink:
     def run(self) -> None:
         """Write log files until `stop()`."""
         self.feed.catch_up()
-        self.consumer.subscribe([self.topics.delivery], on_assign=self._on_assign, on_revoke=self._on_revoke,
+        self.consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
-        log.info("s3 sink started", extra={"group_id": self.config.group_id, "trails": len(self.trails)})
+        log.info("s3 sink started", extra={"group_id": self.group_id, "kind": self.kind, "trails": len(self.trails)})
         try:
             while not self._stopping:
                 self.feed.poll()
@@ -191,7 +199,7 @@ class S3Sink:
         self._journal([span for span, _, _, batch in files if batch.replaying is None])
         list(self._pool.map(lambda file: self._put(file[0], file[1], file[2]), files))
         for span, _, _, _ in files:
-            self.journal.produce(self.topics.s3_journal, span.to_journal("stored"), span.delivery_key.encode(),
+            self.journal.produce(self.journal_topic, span.to_journal("stored"), span.delivery_key.encode(),
                                  partition=span.partition)
         list(self._pool.map(lambda file: self._notify(file[0], file[2]), files))
         for _, body, _, batch in files:
@@ -205,7 +213,7 @@ class S3Sink:
             partition=partition, delivery_key=batch.delivery_key, first_offset=batch.first_offset,
             last_offset=batch.last_offset, bucket=trail.s3_bucket_name,
             object_key=log_file_key(account, region, delivered_at, unique_part(), prefix=trail.s3_key_prefix or "",
-                                    organization_id=trail.organization_id),
+                                    organization_id=trail.organization_id, kind=self.kind),
             records=len(batch.values), sha256=hashlib.sha256(content).hexdigest(), compressed_bytes=len(body),
             oldest_event_time=times[0], newest_event_time=times[-1],
             delivered_at=delivered_at.isoformat(timespec="seconds").replace("+00:00", "Z"))
@@ -222,7 +230,7 @@ class S3Sink:
                 failures.append(error)
 
         for span in spans:
-            self.journal.produce(self.topics.s3_journal, span.to_journal("file"), span.delivery_key.encode(),
+            self.journal.produce(self.journal_topic, span.to_journal("file"), span.delivery_key.encode(),
                                  partition=span.partition, on_delivery=functools.partial(delivered, span))
         while len(offsets) + len(failures) < len(spans):
             self.journal.flush(KAFKA_TIMEOUT_S)
@@ -285,14 +293,14 @@ class S3Sink:
     def _commit(self) -> None:
         self._last_commit = time.monotonic()
         offsets = []
-        assigned = [TopicPartition(self.topics.delivery, p) for p in self.partitions]
+        assigned = [TopicPartition(self.source, p) for p in self.partitions]
         positions = {tp.partition: tp.offset for tp in self.consumer.position(assigned)} if assigned else {}
         for partition, batches in self.partitions.items():
             committed = batches.commit_offset(positions.get(partition))
             spans = [(jo, last) for jo, last in self._journal_spans.get(partition, []) if last >= committed]
             self._journal_spans[partition] = spans
             journal_from = min((jo for jo, _ in spans), default=self._journal_next.get(partition, 0))
-            offsets.append(TopicPartition(self.topics.delivery, partition, committed,
+            offsets.append(TopicPartition(self.source, partition, committed,
                                           metadata=orjson.dumps({"journal": journal_from}).decode()))
         if offsets:
             try:
@@ -335,14 +343,14 @@ class S3Sink:
         if not journal_from:
             return spans
         reader = Consumer(self.settings.kafka_config(**{
-            "group.id": f"{self.config.group_id}-journal-reader", "enable.auto.commit": False,
+            "group.id": f"{self.group_id}-journal-reader", "enable.auto.commit": False,
             "enable.partition.eof": True}))
         pending = set(journal_from)
         for partition, offset in journal_from.items():
             self._journal_spans[partition] = []
             self._journal_next[partition] = offset
         try:
-            reader.assign([TopicPartition(self.topics.s3_journal, p, offset or OFFSET_BEGINNING)
+            reader.assign([TopicPartition(self.journal_topic, p, offset or OFFSET_BEGINNING)
                            for p, offset in journal_from.items()])
             deadline = time.monotonic() + 10 * KAFKA_TIMEOUT_S
             while pending:
@@ -364,6 +372,13 @@ class S3Sink:
         finally:
             reader.close()
         return spans
+
+
+class S3InsightSink(S3Sink):
+    """`kafkatrail worker s3-insights`: the S3 sink on the Insights topic, writing `CloudTrail-Insight` files."""
+
+    def __init__(self, settings: Settings, metrics: S3SinkMetrics | None = None) -> None:
+        super().__init__(settings, metrics, insights=True)
 
 
 def _event_time(json_record: bytes) -> str:

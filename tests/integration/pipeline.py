@@ -32,8 +32,12 @@ def fresh_settings(bootstrap_servers: str, **sections: Any) -> Settings:
     return Settings(
         bootstrap_servers=bootstrap_servers, topic_prefix=prefix,
         processors={"group_id": f"{prefix}-processors", "session_timeout_s": 6, "metrics_port": 0},
-        s3={"group_id": f"{prefix}-s3", "metrics_port": 0, "session_timeout_s": 6, **sections.get("s3", {})},
-        cloudwatch={"group_id": f"{prefix}-cloudwatch", "metrics_port": 0, "flush_interval_s": 1})
+        s3={"group_id": f"{prefix}-s3", "insight_group_id": f"{prefix}-s3-insights", "metrics_port": 0,
+            "session_timeout_s": 6, **sections.get("s3", {})},
+        cloudwatch={"group_id": f"{prefix}-cloudwatch", "insight_group_id": f"{prefix}-cloudwatch-insights",
+                    "metrics_port": 0, "flush_interval_s": 1, **sections.get("cloudwatch", {})},
+        insights={"group_id": f"{prefix}-insights", "session_timeout_s": 6, "metrics_port": 0,
+                  **sections.get("insights", {})})
 
 
 class Workers:
@@ -50,11 +54,15 @@ class Workers:
             "KAFKATRAIL_PROCESSORS__GROUP_ID": settings.processors.group_id,
             "KAFKATRAIL_PROCESSORS__SESSION_TIMEOUT_S": str(settings.processors.session_timeout_s),
             "KAFKATRAIL_S3__GROUP_ID": settings.s3.group_id,
+            "KAFKATRAIL_S3__INSIGHT_GROUP_ID": settings.s3.insight_group_id,
+            "KAFKATRAIL_CLOUDWATCH__INSIGHT_GROUP_ID": settings.cloudwatch.insight_group_id,
+            "KAFKATRAIL_CLOUDWATCH__FLUSH_INTERVAL_S": str(settings.cloudwatch.flush_interval_s),
             "KAFKATRAIL_S3__FLUSH_INTERVAL_S": str(settings.s3.flush_interval_s),
             "KAFKATRAIL_S3__MAX_FILE_RECORDS": str(settings.s3.max_file_records),
             "KAFKATRAIL_S3__SESSION_TIMEOUT_S": str(settings.s3.session_timeout_s),
             "KAFKATRAIL_CLOUDWATCH__GROUP_ID": settings.cloudwatch.group_id,
-            "KAFKATRAIL_CLOUDWATCH__FLUSH_INTERVAL_S": str(settings.cloudwatch.flush_interval_s),
+            "KAFKATRAIL_INSIGHTS__GROUP_ID": settings.insights.group_id,
+            "KAFKATRAIL_INSIGHTS__SESSION_TIMEOUT_S": str(settings.insights.session_timeout_s),
             **(env or {}),
         }
 
@@ -62,7 +70,7 @@ class Workers:
         started = self.running.setdefault(role, [])
         log = (self.log_dir / f"{role}-{len(started)}.log").open("wb")
         command = [sys.executable, "-m", "kafkatrail.cli", "worker", role, "--metrics-port", "0"]
-        if role == "processors":
+        if role in ("processors", "insights"):
             command += ["--instance-id", "p0"]
         process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         started.append(process)

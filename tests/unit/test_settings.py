@@ -25,7 +25,8 @@ def test_defaults_follow_the_design() -> None:
         "events": "cloudtrail.events", "dlq": "cloudtrail.events.dlq", "delivery": "cloudtrail.delivery",
         "insights": "cloudtrail.insights", "notifications": "cloudtrail.notifications",
         "trails": "cloudtrail.trails", "dedupe_changelog": "cloudtrail.processors.dedupe-changelog",
-        "s3_journal": "cloudtrail.sinks.s3-journal",
+        "insights_changelog": "cloudtrail.insights.state-changelog", "s3_journal": "cloudtrail.sinks.s3-journal",
+        "s3_insight_journal": "cloudtrail.sinks.s3-insight-journal",
     }
 
 
@@ -34,7 +35,7 @@ def test_one_prefix_renames_every_topic(monkeypatch: pytest.MonkeyPatch) -> None
     assert set(load_settings().topics.model_dump().values()) == {
         "acme.audit.events", "acme.audit.events.dlq", "acme.audit.delivery", "acme.audit.insights",
         "acme.audit.notifications", "acme.audit.trails", "acme.audit.processors.dedupe-changelog",
-        "acme.audit.sinks.s3-journal",
+        "acme.audit.insights.state-changelog", "acme.audit.sinks.s3-journal", "acme.audit.sinks.s3-insight-journal",
     }
 
 

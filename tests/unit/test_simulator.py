@@ -123,6 +123,16 @@ def test_log_file_key_matches_the_spec(prefix: str, org: str | None, expected: s
     assert log_file_key("111122223333", "eu-west-1", delivered, "Hk3Zp0QmT7bWc1Ns", prefix, org) == expected
 
 
+def test_insight_file_key_matches_the_spec() -> None:
+    delivered = datetime(2024, 5, 1, 9, 15, 42, tzinfo=UTC)
+    assert log_file_key("111122223333", "eu-west-1", delivered, "Hk3Zp0QmT7bWc1Ns", "audit",
+                        kind="CloudTrail-Insight") == (
+        "audit/AWSLogs/111122223333/CloudTrail-Insight/eu-west-1/2024/05/01/"
+        "111122223333_CloudTrail-Insight_eu-west-1_20240501T0915Z_Hk3Zp0QmT7bWc1Ns.json.gz")
+    with pytest.raises(ValueError, match="kind: must be one of"):
+        log_file_key("111122223333", "eu-west-1", delivered, "Hk3Zp0QmT7bWc1Ns", kind="CloudTrail-Digest")
+
+
 @pytest.mark.parametrize("unique", ["short", "Hk3Zp0QmT7bWc1N_", "Hk3Zp0QmT7bWc1Ns9"])
 def test_log_file_key_refuses_a_bad_unique_part(unique: str) -> None:
     with pytest.raises(ValueError, match="unique: must be 16 characters"):

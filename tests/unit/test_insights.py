@@ -1,0 +1,290 @@
+"""The Insights detector on constructed per-minute series: baseline, start/end rule, records."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from kafkatrail.settings import SettingsError, load_settings
+from processors.insights import (
+    CALL_RATE,
+    ERROR_RATE,
+    MINUTES_PER_DAY,
+    InsightsConfig,
+    InsightsDetector,
+    Unit,
+    event_units,
+    poisson_upper,
+)
+from processors.insights_evaluation import evaluate
+from processors.insights_state import changed_records, restore
+from processors.insights_worker import insight_types
+from trails.model import Trail
+
+DAY = MINUTES_PER_DAY
+TRAIL = "arn:aws:cloudtrail:eu-west-1:111122223333:trail/main"
+UNIT = Unit(TRAIL, "111122223333", "eu-west-1", "ec2.amazonaws.com", "RunInstances", CALL_RATE)
+OTHER = Unit(TRAIL, "111122223333", "eu-west-1", "iam.amazonaws.com", "CreateRole", CALL_RATE)
+
+
+def diurnal(peak: float) -> Callable[[int], float]:
+    """Night at 15 % of `peak`, a sine-shaped working day from 06:00 to 18:00 UTC."""
+    def rate(minute: int) -> float:
+        hour = (minute % DAY) / 60
+        return peak * (0.15 + 0.85 * max(0.0, math.sin(math.pi * (hour - 6) / 12)))
+    return rate
+
+
+def weekly(rate: Callable[[int], float], weekend: float) -> Callable[[int], float]:
+    """`rate` on weekdays, times `weekend` on days 5 and 6 of each week."""
+    return lambda minute: rate(minute) * (weekend if (minute // DAY) % 7 in (5, 6) else 1.0)
+
+
+def burst(rate: Callable[[int], float], start: int, length: int, size: float) -> Callable[[int], float]:
+    return lambda minute: rate(minute) * (size if start <= minute < start + length else 1.0)
+
+
+def poisson(rng: random.Random, mean: float) -> int:
+    if mean > 60:
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit, k, p = math.exp(-mean), 0, rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
+
+def run(series: dict[Unit, Callable[[int], float]], minutes: int, *, noise: bool = True,
+        config: InsightsConfig | None = None) -> list[dict]:
+    """Feed `minutes` of each unit's rate (Poisson counts, or rounded rates) and return the records."""
+    rng = random.Random(7)
+    detector = InsightsDetector(config)
+    records = []
+    for minute in range(minutes):
+        for unit, rate in series.items():
+            count = poisson(rng, rate(minute)) if noise else round(rate(minute))
+            if count:
+                detector.observe(unit, minute, count, {"userIdentityArn": Counter({"arn:aws:iam::1:user/a": count}),
+                                                       "userAgent": Counter({"cli": count}),
+                                                       "errorCode": Counter({"null": count})})
+        records.extend(record for _, record in detector.close_until(minute + 1))
+    return records
+
+
+def starts(records: list[dict]) -> list[dict]:
+    return [r for r in records if r["insightDetails"]["state"] == "Start"]
+
+
+def minute_of(record: dict) -> int:
+    hours, minutes = record["eventTime"][11:16].split(":")
+    return (int(record["eventTime"][8:10]) - 1) * DAY + int(hours) * 60 + int(minutes)
+
+
+@pytest.mark.parametrize("name, rate, days", [
+    ("steady", lambda m: 20.0, 9),
+    ("steady low rate", lambda m: 0.3, 9),
+    ("diurnal", diurnal(40.0), 9),
+    ("weekly quiet weekends", weekly(diurnal(40.0), 0.3), 15),
+    ("slow ramp to twice the rate over a week", lambda m: 20.0 * (1 + max(0, m - 7 * DAY) / (7 * DAY)), 14),
+])
+def test_no_insight_on_normal_traffic(name: str, rate: Callable[[int], float], days: int) -> None:
+    assert run({UNIT: rate}, days * DAY) == [], name
+
+
+def test_busy_weekend_is_normal_once_a_week_of_history_has_it() -> None:
+    """The first busy weekend is unusual (nothing like it in the history); the second one is not."""
+    records = run({UNIT: weekly(diurnal(40.0), 3.0)}, 14 * DAY)
+    assert records and all(minute_of(r) <= 7 * DAY for r in records)
+
+
+@pytest.mark.parametrize("name, base, size, length", [
+    ("5x for 5 minutes, steady", lambda m: 20.0, 5, 5),
+    ("5x for 30 minutes at the morning rise", diurnal(40.0), 5, 30),
+    ("10x for 5 minutes at night", diurnal(40.0), 10, 5),
+])
+def test_burst_starts_within_two_minutes_and_ends(name: str, base: Callable[[int], float], size: float,
+                                                  length: int) -> None:
+    begin = 8 * DAY + (7 * 60 if "morning" in name else 2 * 60 if "night" in name else 12 * 60)
+    records = run({UNIT: burst(base, begin, length, size)}, begin + length + 30)
+    assert [r["insightDetails"]["state"] for r in records] == ["Start", "End"], name
+    start, end = records
+    assert minute_of(start) == begin
+    assert start["insightDetails"]["insightContext"]["statistics"]["insightDuration"] <= 2
+    assert abs(minute_of(end) - (begin + length)) <= 1
+    assert start["sharedEventID"] == end["sharedEventID"] and start["eventID"] != end["eventID"]
+
+
+def test_fast_ramp_is_an_insight_and_slow_is_not() -> None:
+    begin = 8 * DAY + 600
+    fast = lambda m: 20.0 * (1 + 9 * min(1.0, max(0, m - begin) / 10))  # noqa: E731
+    assert starts(run({UNIT: fast}, begin + 60)) != []
+
+
+def test_zero_traffic_api_and_brand_new_api() -> None:
+    begin = 8 * DAY + 600
+    quiet_new = lambda m: 1.0 if m >= begin else 0.0  # noqa: E731
+    loud_new = lambda m: 40.0 if begin <= m < begin + 10 else 0.0  # noqa: E731
+    records = run({UNIT: lambda m: 20.0, OTHER: quiet_new}, begin + 120)
+    assert records == [], "a new API at an ordinary rate is no Insight"
+    records = run({UNIT: lambda m: 20.0, OTHER: loud_new}, begin + 30)
+    assert [r["insightDetails"]["state"] for r in records] == ["Start", "End"]
+    assert records[0]["insightDetails"]["eventName"] == "CreateRole"
+    assert records[0]["insightDetails"]["insightContext"]["statistics"]["baseline"]["average"] == 0
+
+
+def test_no_insight_before_min_history() -> None:
+    records = run({UNIT: burst(lambda m: 20.0, 600, 30, 10)}, DAY)
+    assert records == []
+    config = InsightsConfig(min_history_days=1)
+    records = run({UNIT: burst(lambda m: 20.0, DAY + 600, 30, 10)}, DAY + 700, config=config)
+    assert starts(records)[0]["insightDetails"]["insightContext"]["statistics"]["baselineDuration"] == DAY
+
+
+def test_statistics_and_attributions_of_a_constructed_burst() -> None:
+    begin = 8 * DAY + 600
+    records = run({UNIT: burst(lambda m: 10.0, begin, 10, 6)}, begin + 30, noise=False)
+    start, end = records
+    stats = start["insightDetails"]["insightContext"]["statistics"]
+    assert stats == {"baseline": {"average": 10.0}, "insight": {"average": 60.0}, "insightDuration": 1,
+                     "baselineDuration": 7 * DAY}
+    end_stats = end["insightDetails"]["insightContext"]["statistics"]
+    assert end_stats == {"baseline": {"average": 10.0}, "insight": {"average": 60.0}, "insightDuration": 10,
+                         "baselineDuration": 7 * DAY}
+    attributions = start["insightDetails"]["insightContext"]["attributions"]
+    assert [a["attribute"] for a in attributions] == ["userIdentityArn", "userAgent", "errorCode"]
+    assert attributions[0]["insight"] == [{"value": "arn:aws:iam::1:user/a", "average": 60.0}]
+    assert attributions[0]["baseline"] == [{"value": "arn:aws:iam::1:user/a", "average": 10.0}]
+    assert attributions[2]["insight"] == [{"value": "null", "average": 60.0}]
+    assert "attributions" not in end["insightDetails"]["insightContext"]
+    assert start["eventType"] == "AwsCloudTrailInsight" and start["eventCategory"] == "Insight"
+    assert set(start) == {"eventVersion", "eventTime", "awsRegion", "eventID", "eventType", "recipientAccountId",
+                          "sharedEventID", "insightDetails", "eventCategory"}
+    assert run({UNIT: burst(lambda m: 10.0, begin, 10, 6)}, begin + 30, noise=False) == records, "deterministic"
+
+
+def event(minute_s: int, *, read_only: bool = False, error: str | None = None, name: str = "RunInstances") -> dict:
+    record = {"eventTime": f"1970-01-{minute_s // 86400 + 1:02d}T{minute_s % 86400 // 3600:02d}:"
+                           f"{minute_s % 3600 // 60:02d}:{minute_s % 60:02d}Z",
+              "eventSource": "ec2.amazonaws.com", "eventName": name, "awsRegion": "eu-west-1",
+              "recipientAccountId": "111122223333", "readOnly": read_only, "managementEvent": True,
+              "eventCategory": "Management", "userAgent": "cli",
+              "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/bob"}}
+    if error:
+        record["errorCode"] = error
+    return record
+
+
+def test_event_units_follow_the_insight_types() -> None:
+    both = (CALL_RATE, ERROR_RATE)
+    assert event_units(TRAIL, event(0), both) == [UNIT]
+    assert event_units(TRAIL, event(0, read_only=True), both) == []
+    read_error = event_units(TRAIL, event(0, read_only=True, error="AccessDenied"), both)
+    assert read_error == [Unit(*UNIT.scope, "ec2.amazonaws.com", "RunInstances", ERROR_RATE, "AccessDenied")]
+    assert event_units(TRAIL, event(0, error="AccessDenied"), (CALL_RATE,)) == [UNIT]
+    assert event_units(TRAIL, {**event(0), "eventCategory": "Data"}, both) == []
+
+
+def test_error_storm_through_events_with_lateness() -> None:
+    """Errors at 1/min for 8 days, then 20/min for 10 minutes; events arrive up to 60 s out of order."""
+    detector = InsightsDetector(InsightsConfig(allowed_lateness_s=120))
+    records = []
+    begin = 8 * DAY + 600
+    for minute in range(begin + 30):
+        events = [event(minute * 60 + 30, read_only=True, error="AccessDenied")]
+        if begin <= minute < begin + 10:
+            events += [event(minute * 60 + s, read_only=True, error="AccessDenied") for s in range(0, 60, 3)]
+        for item in reversed(events):  # out of order within the minute
+            detector.add_event(TRAIL, item, (ERROR_RATE,))
+        records.extend(r for _, r in detector.advance())
+    assert [r["insightDetails"]["state"] for r in records] == ["Start", "End"]
+    details = records[0]["insightDetails"]
+    assert details["insightType"] == ERROR_RATE and details["errorCode"] == "AccessDenied"
+    assert minute_of(records[0]) == begin
+    assert [a["attribute"] for a in details["insightContext"]["attributions"]] == ["userIdentityArn", "userAgent"]
+    late_before = detector.late
+    detector.add_event(TRAIL, event(60, read_only=True, error="AccessDenied"), (ERROR_RATE,))
+    assert detector.late == late_before + 1
+
+
+def test_poisson_upper() -> None:
+    assert poisson_upper(0, 1e-6) == 1
+    assert poisson_upper(4, 1e-3) == 12  # P(X >= 12 | 4) = 0.00091, P(X >= 11 | 4) = 0.0028
+    assert poisson_upper(1000, 1e-6) > 1000 + 4 * math.sqrt(1000)
+
+
+def test_config_is_checked() -> None:
+    with pytest.raises(ValueError, match="slot_minutes"):
+        InsightsConfig(slot_minutes=7)
+    with pytest.raises(ValueError, match="hysteresis"):
+        InsightsConfig(start_ratio=2, end_ratio=3)
+
+
+def test_evaluation_scores_a_short_labelled_scenario() -> None:
+    lines, passed = evaluate(warmup_days=2, days=1, bursts=3, storms=2, seed=1)
+    assert passed, "\n".join(lines)
+    assert "recall 1.000 (5/5 injections detected)" in lines
+    assert sum(line.startswith(("burst", "error storm")) for line in lines) == 5
+
+
+def test_evaluation_fails_a_detector_that_cannot_start() -> None:
+    lines, passed = evaluate(warmup_days=2, days=1, bursts=2, storms=1, seed=3,
+                             config=InsightsConfig(start_ratio=1000.0))
+    assert not passed and "FAIL  every burst >= 5x for >= 5 min detected within 2 min" in lines
+
+
+def test_settings_build_the_detector_config() -> None:
+    settings = load_settings(insights={"baseline_days": 14, "start_ratio": 4.0})
+    config = settings.insights.detector_config()
+    assert (config.baseline_days, config.start_ratio, config.end_ratio) == (14, 4.0, 2.0)
+    with pytest.raises(SettingsError, match="insights: slot_minutes must divide a day"):
+        load_settings(insights={"slot_minutes": 7}).insights.detector_config()
+
+
+def test_state_round_trip_mid_insight_neither_loses_nor_repeats_it() -> None:
+    """A detector restored from its changelog records mid-burst ends the Insight once, like the original."""
+    begin = 8 * DAY + 600
+    rate = burst(lambda m: 10.0, begin, 10, 6)
+    whole = run({UNIT: rate}, begin + 30, noise=False)
+    first = InsightsDetector()
+    records = []
+    for minute in range(begin + 30):
+        if minute == begin + 4:
+            restored = InsightsDetector()
+            for key, value in changed_records(first):
+                restore(restored, key, value)
+            first = restored
+        count = round(rate(minute))
+        first.observe(UNIT, minute, count, {"userIdentityArn": Counter({"arn:aws:iam::1:user/a": count}),
+                                            "userAgent": Counter({"cli": count}),
+                                            "errorCode": Counter({"null": count})})
+        records.extend(r for _, r in first.close_until(minute + 1))
+    assert [(r["eventID"], r["insightDetails"]["state"]) for r in records] == [
+        (r["eventID"], r["insightDetails"]["state"]) for r in whole]
+    assert records == whole
+
+
+def test_insight_types_of_a_trail() -> None:
+    def trail(*selectors: dict) -> Trail:
+        return Trail(name="main", home_region="eu-west-1", account_id="111122223333", s3_bucket_name="audit-logs",
+                     event_selectors=({"ReadWriteType": "All", "IncludeManagementEvents": True,
+                                       "DataResources": [{"Type": "AWS::S3::Object", "Values": ["arn:aws:s3"]}]},),
+                     insight_selectors=selectors)
+    assert insight_types(trail()) == frozenset()
+    assert insight_types(trail({"InsightType": CALL_RATE})) == {CALL_RATE}
+    assert insight_types(trail({"InsightType": CALL_RATE, "EventCategories": ["Data"]},
+                               {"InsightType": ERROR_RATE, "EventCategories": ["Management", "Data"]})) == {ERROR_RATE}
+
+
+def test_an_event_from_the_future_does_not_close_everyone_else_s_minutes() -> None:
+    detector = InsightsDetector()
+    received = 8 * DAY * 60 + 600 * 60
+    detector.add_event(TRAIL, event(received - 60), (CALL_RATE,), received_s=received)
+    detector.add_event(TRAIL, event(received + 3 * DAY * 60), (CALL_RATE,), received_s=received)
+    detector.advance()
+    assert detector.closed_until == (received - 120) // 60
+    detector.add_event(TRAIL, event(received), (CALL_RATE,), received_s=received + 1)
+    assert detector.late == 0
