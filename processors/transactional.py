@@ -1,0 +1,260 @@
+"""A consume-transform-produce loop on Kafka transactions, with per-partition state kept in a changelog topic.
+
+The processor (`processors/worker.py`) and the Insights worker (`processors/insights_worker.py`) are both
+this loop; each supplies the state of one input partition and what to do with a batch of it. One batch
+is one transaction carrying the output, the changelog records of the state it changed and the consumed
+offsets (KIP-447: `send_offsets_to_transaction` with the consumer's group metadata), so output, state
+and position move together or not at all:
+
+- `transactional.id` is `<group id>-<instance id>`: a restarted process fences its dead predecessor and
+  aborts its open transaction before it reads anything.
+- On assignment, each partition's state is restored read_committed from the changelog partition with the
+  same number (the changelog is co-partitioned with the input; `run` checks the partition counts).
+- A transaction error that needs an abort rewinds every assigned partition to its committed offset and
+  restores its state, so the batch is processed again from the state it started from.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from kafkatrail.settings import Settings
+from trails.model import Trail
+from trails.topic import TrailFeed
+
+log = logging.getLogger(__name__)
+
+KAFKA_TIMEOUT_S = 30.0
+RESTORE_TIMEOUT_S = 600.0
+COMMIT_ATTEMPTS = 5
+FULL_QUEUE_WAIT_S = 0.05
+
+State = TypeVar("State")
+
+
+class LoopSettings(Protocol):
+    group_id: str
+    instance_id: str
+    transaction_timeout_s: int
+    session_timeout_s: int
+    batch_max_events: int
+    batch_timeout_s: float
+
+
+class TransactionalLoop(Generic[State]):
+    """Subclasses say what the state of a partition is and how a batch of one partition is transformed."""
+
+    def __init__(self, settings: Settings, config: LoopSettings, *, input_topic: str, changelog_topic: str,
+                 count_transaction: Callable[[str], None], producer_config: dict[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.config = config
+        self.topics = settings.topics
+        self.input_topic = input_topic
+        self.changelog_topic = changelog_topic
+        self.count_transaction = count_transaction
+        self.states: dict[int, State] = {}
+        self._stopping = False
+        self.feed = TrailFeed(settings, self.trail_changed)
+        self.producer = Producer(settings.kafka_config(**{
+            "transactional.id": f"{config.group_id}-{config.instance_id}",
+            "transaction.timeout.ms": config.transaction_timeout_s * 1000,
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": "lz4",
+            "linger.ms": 5,
+            **(producer_config or {}),
+        }))
+        self.consumer = Consumer(settings.kafka_config(**{
+            "group.id": config.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "session.timeout.ms": config.session_timeout_s * 1000,
+            "queued.min.messages": 100_000,
+        }))
+
+    # What a subclass provides.
+
+    def trail_changed(self, arn: str, trail: Trail | None) -> None:
+        """A trail was defined, changed (`trail`) or deleted (None) on the trails topic."""
+        raise NotImplementedError
+
+    def new_state(self) -> State:
+        """The state of a partition nothing has been recorded for."""
+        raise NotImplementedError
+
+    def restore_record(self, state: State, message: Message) -> None:
+        """Apply one changelog record to a partition's state."""
+        raise NotImplementedError
+
+    def restored(self, state: State) -> None:
+        """Called once a partition's state has read its whole changelog."""
+
+    def transform(self, partition: int, messages: list[Message], state: State) -> Any:
+        """Turn one partition's batch into output (with `produce`) inside the open transaction; the result goes
+        to `committed` once the transaction commits."""
+        raise NotImplementedError
+
+    def committed(self, results: list[Any]) -> None:
+        """The transaction holding `results` committed (count metrics here)."""
+
+    def states_changed(self) -> None:
+        """Partitions were assigned, revoked or restored."""
+
+    # The loop.
+
+    def run(self) -> None:
+        """Process until `stop()` (the CLI calls it on SIGTERM and SIGINT)."""
+        self.producer.init_transactions(KAFKA_TIMEOUT_S)
+        self._check_copartitioned()
+        self.feed.catch_up()
+        self.consumer.subscribe([self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_revoke)
+        log.info("started", extra={"group_id": self.config.group_id, "instance_id": self.config.instance_id})
+        try:
+            while not self._stopping:
+                self.feed.poll()
+                messages = self.consumer.consume(self.config.batch_max_events, timeout=self.config.batch_timeout_s)
+                if messages:
+                    self._process(messages)
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """Finish the current batch, then leave the group and return from `run()`."""
+        self._stopping = True
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.feed.close()
+        self.producer.close()
+
+    def produce(self, topic: str, key: bytes | None, value: bytes | None, **extra: Any) -> None:
+        """Queue a record in the open transaction, waiting for room when librdkafka's queue is full."""
+        while True:
+            try:
+                self.producer.produce(topic, value, key, **extra)
+                return
+            except BufferError:
+                self.producer.poll(FULL_QUEUE_WAIT_S)
+
+    def _check_copartitioned(self) -> None:
+        metadata = self.consumer.list_topics(timeout=KAFKA_TIMEOUT_S).topics
+        counts = {}
+        for name in (self.input_topic, self.changelog_topic):
+            topic = metadata.get(name)
+            if topic is None or topic.error is not None:
+                raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART,
+                                                f"topic {name} does not exist: run `kafkatrail topics create`"))
+            counts[name] = len(topic.partitions)
+        if len(set(counts.values())) != 1:
+            raise KafkaException(KafkaError(KafkaError.INVALID_PARTITIONS,
+                                            f"the changelog must have as many partitions as its input: {counts}"))
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.states.update(self._restore([tp.partition for tp in partitions]))
+        self.states_changed()
+        log.info("partitions assigned", extra={"partitions": [tp.partition for tp in partitions]})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.states.pop(tp.partition, None)
+        self.states_changed()
+        log.info("partitions revoked", extra={"partitions": [tp.partition for tp in partitions]})
+
+    def _restore(self, partitions: list[int]) -> dict[int, State]:
+        """The states of `partitions`, as the committed changelog records them."""
+        states = {p: self.new_state() for p in partitions}
+        if not partitions:
+            return states
+        reader = Consumer(self.settings.kafka_config(**{
+            "group.id": f"{self.config.group_id}-restore-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+        }))
+        pending = set(partitions)
+        try:
+            reader.assign([TopicPartition(self.changelog_topic, p, OFFSET_BEGINNING) for p in partitions])
+            deadline = time.monotonic() + RESTORE_TIMEOUT_S
+            while pending:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.changelog_topic} partitions {sorted(pending)} not read to their end "
+                                       f"within {RESTORE_TIMEOUT_S:.0f} s")
+                for message in reader.consume(10_000, timeout=0.5):
+                    error = message.error()
+                    if error is None:
+                        self.restore_record(states[message.partition()], message)
+                    elif error.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(message.partition())
+                    else:
+                        raise KafkaException(error)
+        finally:
+            reader.close()
+        for state in states.values():
+            self.restored(state)
+        return states
+
+    def _process(self, messages: list[Message]) -> None:
+        by_partition: dict[int, list[Message]] = defaultdict(list)
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                log.warning("consumer error", extra={"error": error.str()})
+                continue
+            by_partition[message.partition()].append(message)
+        if not by_partition:
+            return
+        self.producer.begin_transaction()
+        results, offsets = [], []
+        for partition, batch in by_partition.items():
+            state = self.states.get(partition)
+            if state is None:
+                state = self.states[partition] = self._restore([partition])[partition]
+            results.append(self.transform(partition, batch, state))
+            offsets.append(TopicPartition(self.input_topic, partition, batch[-1].offset() + 1))
+        if self._commit(offsets):
+            self.committed(results)
+        else:
+            self._rewind()
+
+    def _commit(self, offsets: list[TopicPartition]) -> bool:
+        """Commit the open transaction with `offsets`; False when it had to be aborted."""
+        try:
+            self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(),
+                                                      KAFKA_TIMEOUT_S)
+            for attempt in range(COMMIT_ATTEMPTS):
+                try:
+                    self.producer.commit_transaction(KAFKA_TIMEOUT_S)
+                    break
+                except KafkaException as exc:
+                    if not exc.args[0].retriable() or attempt == COMMIT_ATTEMPTS - 1:
+                        raise
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not error.txn_requires_abort():
+                raise
+            log.warning("transaction aborted; rewinding to the committed offsets", extra={"error": error.str()})
+            self.producer.abort_transaction(KAFKA_TIMEOUT_S)
+            self.count_transaction("aborted")
+            return False
+        self.count_transaction("committed")
+        return True
+
+    def _rewind(self) -> None:
+        committed = self.consumer.committed(self.consumer.assignment(), timeout=KAFKA_TIMEOUT_S)
+        for tp in committed:
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else
+                                              OFFSET_BEGINNING))
+        self.states = self._restore([tp.partition for tp in committed])
+        self.states_changed()
