@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from processors.insights import CALL_RATE, ERROR_RATE, MINUTES_PER_DAY, InsightsConfig, InsightsDetector, Unit
+from producers.simulator import poisson
 
 TRAIL = "arn:aws:cloudtrail:eu-west-1:111122223333:trail/insights-evaluation"
 ACCOUNT = "111122223333"
@@ -64,18 +65,6 @@ def _normal_rate(peak: float, minute: int) -> float:
     day = (minute - EPOCH_MINUTE) // MINUTES_PER_DAY % 7
     shape = 0.15 + 0.85 * max(0.0, math.sin(math.pi * (hour - 6) / 12))
     return peak * shape * (0.4 if day in (5, 6) else 1.0)
-
-
-def _poisson(rng: random.Random, mean: float) -> int:
-    if mean <= 0:
-        return 0
-    if mean > 60:
-        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
-    limit, k, p = math.exp(-mean), 0, rng.random()
-    while p > limit:
-        k += 1
-        p *= rng.random()
-    return k
 
 
 class Scenario:
@@ -124,13 +113,13 @@ class Scenario:
             for source, name, peak, write in [(*api, True) for api in WRITE_APIS] + [(*api, False) for api in
                                                                                      READ_APIS]:
                 rate = _normal_rate(peak, minute)
-                errors = _poisson(rng, ERROR_SHARE * rate)
-                ok = _poisson(rng, (1 - ERROR_SHARE) * rate)
+                errors = poisson(rng, ERROR_SHARE * rate, normal_above=60)
+                ok = poisson(rng, (1 - ERROR_SHARE) * rate, normal_above=60)
                 error_unit = Unit(TRAIL, ACCOUNT, REGION, source, name, ERROR_RATE, "AccessDenied")
-                errors += _poisson(rng, active.get((error_unit, minute), 0.0))
+                errors += poisson(rng, active.get((error_unit, minute), 0.0), normal_above=60)
                 if write:
                     call_unit = Unit(TRAIL, ACCOUNT, REGION, source, name, CALL_RATE)
-                    ok += _poisson(rng, active.get((call_unit, minute), 0.0))
+                    ok += poisson(rng, active.get((call_unit, minute), 0.0), normal_above=60)
                     if ok + errors:
                         detector.observe(call_unit, minute, ok + errors, {
                             "userIdentityArn": Counter({f"arn:aws:iam::{ACCOUNT}:role/deployer": ok + errors}),

@@ -305,11 +305,11 @@ class TrafficSimulator:
         rng = self.rng
         expected = self.model.expected_rate(moment)
         stamp = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-        batch = [self._call(self._pick_api(), stamp) for _ in range(_poisson(rng, expected))]
+        batch = [self._call(self._pick_api(), stamp) for _ in range(poisson(rng, expected))]
         for burst in self.model.bursts:
             if burst.active(offset):
                 extra = expected * burst.api.weight / self.api_weights[-1] * (burst.factor - 1)
-                batch.extend(self._call(burst.api, stamp) for _ in range(_poisson(rng, extra)))
+                batch.extend(self._call(burst.api, stamp) for _ in range(poisson(rng, extra)))
         rng.shuffle(batch)
         out: list[Record] = []
         for record in batch:
@@ -429,11 +429,11 @@ def _cumulative(weights: Any) -> list[float]:
     return out
 
 
-def _poisson(rng: random.Random, mean: float) -> int:
-    """A Poisson draw: Knuth's method for small means, the normal approximation above 30."""
+def poisson(rng: random.Random, mean: float, normal_above: float = 30.0) -> int:
+    """A Poisson draw: Knuth's method for small means, the normal approximation above `normal_above`."""
     if mean <= 0:
         return 0
-    if mean > 30:
+    if mean > normal_above:
         return max(0, round(rng.gauss(mean, math.sqrt(mean))))
     limit, count, product = math.exp(-mean), 0, rng.random()
     while product > limit:

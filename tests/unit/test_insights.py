@@ -23,6 +23,7 @@ from processors.insights import (
 from processors.insights_evaluation import evaluate
 from processors.insights_state import changed_records, restore
 from processors.insights_worker import insight_types
+from producers.simulator import poisson
 from trails.model import Trail
 
 DAY = MINUTES_PER_DAY
@@ -48,16 +49,6 @@ def burst(rate: Callable[[int], float], start: int, length: int, size: float) ->
     return lambda minute: rate(minute) * (size if start <= minute < start + length else 1.0)
 
 
-def poisson(rng: random.Random, mean: float) -> int:
-    if mean > 60:
-        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
-    limit, k, p = math.exp(-mean), 0, rng.random()
-    while p > limit:
-        k += 1
-        p *= rng.random()
-    return k
-
-
 def run(series: dict[Unit, Callable[[int], float]], minutes: int, *, noise: bool = True,
         config: InsightsConfig | None = None) -> list[dict]:
     """Feed `minutes` of each unit's rate (Poisson counts, or rounded rates) and return the records."""
@@ -66,7 +57,7 @@ def run(series: dict[Unit, Callable[[int], float]], minutes: int, *, noise: bool
     records = []
     for minute in range(minutes):
         for unit, rate in series.items():
-            count = poisson(rng, rate(minute)) if noise else round(rate(minute))
+            count = poisson(rng, rate(minute), normal_above=60) if noise else round(rate(minute))
             if count:
                 detector.observe(unit, minute, count, {"userIdentityArn": Counter({"arn:aws:iam::1:user/a": count}),
                                                        "userAgent": Counter({"cli": count}),
