@@ -16,22 +16,18 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import tracemalloc
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
+from workers import Worker
 
 from kafkatrail.settings import Settings, StackSettings
 from kafkatrail.stack import LocalStack
@@ -52,83 +48,31 @@ INVALID = "kafkatrail_processor_invalid_events_total"
 SEED = 7
 POLL_S = 0.05
 START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 30.0
 DEDUPE_IDS = 1_000_000
 
 
-class Processor:
+class Processor(Worker):
     """`kafkatrail worker processors` in a subprocess, observed through its /metrics."""
 
     def __init__(self, settings: Settings, log_file: Path) -> None:
-        self.log_file = log_file
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}/metrics"
         env = {**os.environ, "KAFKATRAIL_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
                "KAFKATRAIL_TOPIC_PREFIX": settings.topic_prefix,
                "KAFKATRAIL_PROCESSORS__GROUP_ID": settings.processors.group_id}
-        with log_file.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "kafkatrail.cli", "worker", "processors", "--instance-id", "bench",
-                 "--metrics-port", str(port)],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        self.started = time.monotonic()
-
-    def scrape(self) -> Counter[str]:
-        """Every sample of /metrics summed over its labels, by metric name."""
-        totals: Counter[str] = Counter()
-        with urllib.request.urlopen(self.url, timeout=5) as response:
-            for line in response.read().decode().splitlines():
-                if line and not line.startswith("#"):
-                    name, value = line.rsplit(" ", 1)
-                    totals[name.partition("{")[0]] += float(value)
-        return totals
-
-    def _check_alive(self, deadline: float, waiting_for: str) -> None:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"the processor exited with {self.process.returncode} while {waiting_for}:\n"
-                               f"{self.log_tail()}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the processor timed out while {waiting_for}:\n{self.log_tail()}")
+        super().__init__("processors", env, log_file, "--instance-id", "bench")
 
     def wait_for(self, events: int, timeout_s: float) -> tuple[tuple[float, Counter[str]], tuple[float, Counter[str]]]:
         """Poll until `events` were processed; (time, metrics) when the first and the last were seen."""
         deadline = time.monotonic() + timeout_s
         first = None
         while True:
-            try:
-                metrics = self.scrape()
-            except (urllib.error.URLError, ConnectionError):
-                metrics = Counter()
+            metrics = self.scrape()
             now = time.monotonic()
             if first is None and metrics[EVENTS_IN] > 0:
                 first = (now, metrics)
             if first is not None and metrics[EVENTS_IN] >= events:
                 return first, (now, metrics)
-            self._check_alive(deadline, f"processing {events} events (done: {metrics[EVENTS_IN]:.0f})")
+            self.check(deadline, f"processing {events} events (done: {metrics[EVENTS_IN]:.0f})")
             time.sleep(POLL_S)
-
-    def peak_rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmHWM in /proc/<pid>/status")
-
-    def stop(self) -> str:
-        """SIGTERM, then SIGKILL if it has not exited after STOP_TIMEOUT_S; says how it ended."""
-        if self.process.poll() is not None:
-            return f"had exited with {self.process.returncode}"
-        self.process.send_signal(signal.SIGTERM)
-        began = time.monotonic()
-        try:
-            code = self.process.wait(STOP_TIMEOUT_S)
-            return f"exited with {code} {time.monotonic() - began:.1f} s after SIGTERM"
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            return f"killed: still running {STOP_TIMEOUT_S:.0f} s after SIGTERM"
-
-    def log_tail(self, lines: int = 15) -> str:
-        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
 
 
 def prepublish(settings: Settings, count: int) -> TrafficSimulator:
