@@ -13,11 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-import orjson
-
 from processors.dedupe import DedupeWindow
 from schemas.errors import DecodeError
-from schemas.validation import InvalidEventError, validate_event
+from schemas.validation import InvalidEventError, validated_json
 
 
 class InputMessage(NamedTuple):
@@ -80,7 +78,8 @@ class EventPipeline:
             try:
                 if message.value is None:
                     raise DecodeError("no_value", "message has no value (a tombstone)")
-                record = validate_event(decode(message.value))
+                record = decode(message.value)
+                body = validated_json(record)
             except DecodeError as exc:
                 outcome.rejected.append(Rejected(message, f"undecodable.{exc.reason}", str(exc)))
                 continue
@@ -93,10 +92,7 @@ class EventPipeline:
                 outcome.duplicates += 1
                 continue
             outcome.first_seen[bucket].append(event_id)
-            trails = select(record)
-            if trails:
-                body = orjson.dumps(record)
-                for trail in trails:
-                    deliveries.append((delivery_key(trail.arn, record), body))
-                    outcome.selected[trail.arn] += 1
+            for trail in select(record):
+                deliveries.append((delivery_key(trail.arn, record), body))
+                outcome.selected[trail.arn] += 1
         return outcome

@@ -242,15 +242,36 @@ def _raise_encoding_error(data: bytes | bytearray | memoryview | str) -> None:
         ) from None
 
 
-cdef Py_ssize_t _serialized_size(object record) except -1:
+cdef bytes _compact_json(object record):
     try:
-        return len(orjson.dumps(record))
+        return orjson.dumps(record)
     except TypeError:
         pass  # integers beyond 64 bits, or a value JSON cannot hold
     try:
-        return len(json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode())
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
         raise InvalidEventError("record", "json", f"holds a value JSON cannot represent ({exc})") from None
+
+
+cdef Py_ssize_t _serialized_size(object record) except -1:
+    return len(_compact_json(record))
+
+
+cdef int _check_size(Py_ssize_t size, Py_ssize_t max_bytes) except -1:
+    if size > max_bytes:
+        raise InvalidEventError(
+            "record", "size", f"is {size:,} bytes as compact JSON; the limit is {max_bytes:,} bytes"
+        )
+    return 0
+
+
+def validated_json(dict record, *, Py_ssize_t max_bytes=MAX_RECORD_BYTES) -> bytes:
+    """Validate a record dict as `validate_event` does and return its compact JSON, the bytes the size
+    limit is measured on, so a caller that forwards the record as JSON does not serialise it twice."""
+    cdef bytes body = _compact_json(record)
+    _check_size(len(body), max_bytes)
+    _check_record(record)
+    return body
 
 
 def validate_event(event, *, Py_ssize_t max_bytes=MAX_RECORD_BYTES):
@@ -275,10 +296,7 @@ def validate_event(event, *, Py_ssize_t max_bytes=MAX_RECORD_BYTES):
         size = _serialized_size(record)
     else:
         raise InvalidEventError("record", "object", f"must be a JSON object (got {_json_type(event)})")
-    if size > max_bytes:
-        raise InvalidEventError(
-            "record", "size", f"is {size:,} bytes as compact JSON; the limit is {max_bytes:,} bytes"
-        )
+    _check_size(size, max_bytes)
     _check_record(record)
     return record
 
