@@ -37,7 +37,7 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import boto3
 import orjson
@@ -62,6 +62,16 @@ STORE_THREADS = 8
 EVENT_TIME_MARK = b'"eventTime":"'
 PERMANENT_SNS_ERRORS = frozenset({"NotFound", "NotFoundException", "AuthorizationError", "InvalidParameter",
                                   "InvalidParameterValue"})
+
+
+class _File(NamedTuple):
+    """A log file of one write round: its span, stored bytes, trail (None once deleted), batch and event times."""
+
+    span: FileSpan
+    body: bytes
+    trail: Trail | None
+    batch: ClosedBatch
+    times: list[str]
 
 
 class S3SinkMetrics:
@@ -183,7 +193,7 @@ class S3Sink:
 
         Called only between consumer batches; the caller commits afterwards, when nothing is unstored.
         """
-        files = []
+        files: list[_File] = []
         for partition, batch in closed:
             trail_arn, account, region = batch.delivery_key.split("|")
             trail = self.trails.get(trail_arn)
@@ -194,20 +204,20 @@ class S3Sink:
                 continue
             content = log_file_content(batch.values)
             body = compress(content, self.config.gzip_level)
-            span = batch.replaying or self._new_span(partition, batch, trail, account, region, content, body)
-            files.append((span, body, trail, batch))
-        self._journal([span for span, _, _, batch in files if batch.replaying is None])
-        list(self._pool.map(lambda file: self._put(file[0], file[1], file[2]), files))
-        for span, _, _, _ in files:
-            self.journal.produce(self.journal_topic, span.to_journal("stored"), span.delivery_key.encode(),
-                                 partition=span.partition)
-        list(self._pool.map(lambda file: self._notify(file[0], file[2]), files))
-        for _, body, _, batch in files:
-            self._count(body, batch, kind="rebuilt" if batch.replaying else "new")
+            times = [_event_time(value) for value in batch.values]
+            span = batch.replaying or self._new_span(partition, batch, trail, account, region, content, body, times)
+            files.append(_File(span, body, trail, batch, times))
+        self._journal([file.span for file in files if file.batch.replaying is None])
+        list(self._pool.map(lambda file: self._put(file.span, file.body, file.trail), files))
+        for file in files:
+            self.journal.produce(self.journal_topic, file.span.to_journal("stored"), file.span.delivery_key.encode(),
+                                 partition=file.span.partition)
+        list(self._pool.map(lambda file: self._notify(file.span, file.trail), files))
+        for file in files:
+            self._count(file)
 
     def _new_span(self, partition: int, batch: ClosedBatch, trail: Trail, account: str, region: str,
-                  content: bytes, body: bytes) -> FileSpan:
-        times = sorted(_event_time(value) for value in batch.values)
+                  content: bytes, body: bytes, times: list[str]) -> FileSpan:
         delivered_at = datetime.now(UTC)
         return FileSpan(
             partition=partition, delivery_key=batch.delivery_key, first_offset=batch.first_offset,
@@ -215,7 +225,7 @@ class S3Sink:
             object_key=log_file_key(account, region, delivered_at, unique_part(), prefix=trail.s3_key_prefix or "",
                                     organization_id=trail.organization_id, kind=self.kind),
             records=len(batch.values), sha256=hashlib.sha256(content).hexdigest(), compressed_bytes=len(body),
-            oldest_event_time=times[0], newest_event_time=times[-1],
+            oldest_event_time=min(times), newest_event_time=max(times),
             delivered_at=delivered_at.isoformat(timespec="seconds").replace("+00:00", "Z"))
 
     def _journal(self, spans: list[FileSpan]) -> None:
@@ -281,14 +291,15 @@ class S3Sink:
             time.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self.config.retry_max_backoff_s)
 
-    def _count(self, body: bytes, batch: ClosedBatch, kind: str) -> None:
-        self.metrics.files.labels(kind).inc()
-        self.metrics.bytes.inc(len(body))
-        self.metrics.events.inc(len(batch.values))
+    def _count(self, file: _File) -> None:
+        self.metrics.files.labels("rebuilt" if file.batch.replaying else "new").inc()
+        self.metrics.bytes.inc(len(file.body))
+        self.metrics.events.inc(len(file.times))
         now = time.time()
+        epoch = {text: datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() for text in set(file.times)}
         observe = self.metrics.latency.observe
-        for value in batch.values:
-            observe(now - datetime.fromisoformat(_event_time(value).replace("Z", "+00:00")).timestamp())
+        for text in file.times:
+            observe(now - epoch[text])
 
     def _commit(self) -> None:
         self._last_commit = time.monotonic()
