@@ -33,13 +33,13 @@ from typing import Any
 
 import boto3
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from workers import Worker
 
 from kafkatrail.settings import PROJECT_ROOT, Settings, StackSettings
 from kafkatrail.stack import LocalStack
 from kafkatrail.stack.processes import free_port
-from kafkatrail.topics import create_topics
+from kafkatrail.topics import create_topics, reader, until_end
 from processors.selectors import Selection
 from producers.event_producer import EventProducer
 from producers.simulate import simulate_to_kafka
@@ -89,8 +89,8 @@ class Offsets:
                    for tp in committed)
 
     def close(self) -> None:
-        for reader in self.readers.values():
-            reader.close()
+        for consumer in self.readers.values():
+            consumer.close()
 
 
 def all_stored(workers: dict[str, Worker], offsets: Offsets) -> bool:
@@ -218,31 +218,18 @@ def measure_baseline(settings: Settings, out_file: Path, timeout_s: float) -> fl
     """Consume the delivery topic, orjson.loads each record, gzip `{"Records":[...]}` batches to a file; records/s."""
     topic = settings.topics.delivery
     began = time.perf_counter()
-    consumer = Consumer(settings.kafka_config(**{
-        "group.id": f"{settings.topic_prefix}-baseline", "enable.auto.commit": False, "enable.partition.eof": True,
-        "isolation.level": "read_committed"}))
-    pending = set(range(settings.topic_partitions))
-    consumer.assign([TopicPartition(topic, p, 0) for p in pending])
+    consumer = reader(settings, "baseline")
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(settings.topic_partitions)])
     batch: list[Any] = []
     written = 0
-    deadline = time.monotonic() + timeout_s
     try:
         with out_file.open("wb") as out:
-            while pending:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"baseline: partitions {sorted(pending)} of {topic} not read to their end")
-                for message in consumer.consume(10_000, timeout=0.5):
-                    error = message.error()
-                    if error is not None:
-                        if error.code() != KafkaError._PARTITION_EOF:
-                            raise KafkaException(error)
-                        pending.discard(message.partition())
-                        continue
-                    batch.append(orjson.loads(message.value()))
-                    if len(batch) == BASELINE_BATCH:
-                        out.write(gzip.compress(orjson.dumps({"Records": batch}), settings.s3.gzip_level))
-                        written += len(batch)
-                        batch = []
+            for message in until_end(consumer, range(settings.topic_partitions), timeout_s, f"baseline on {topic}"):
+                batch.append(orjson.loads(message.value()))
+                if len(batch) == BASELINE_BATCH:
+                    out.write(gzip.compress(orjson.dumps({"Records": batch}), settings.s3.gzip_level))
+                    written += len(batch)
+                    batch = []
             if batch:
                 out.write(gzip.compress(orjson.dumps({"Records": batch}), settings.s3.gzip_level))
                 written += len(batch)

@@ -23,12 +23,12 @@ from typing import Any
 
 import boto3
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from kafkatrail.settings import PROJECT_ROOT, Settings
 from kafkatrail.stack import LocalStack
 from kafkatrail.stack.processes import free_port
-from kafkatrail.topics import create_topics
+from kafkatrail.topics import create_topics, group_progress
 from producers.event_producer import EventProducer
 from producers.simulate import simulate_to_kafka
 from producers.simulator import Limit, TrafficModel, TrafficSimulator
@@ -154,14 +154,8 @@ def publish_malformed(settings: Settings) -> int:
 
 
 def lag(settings: Settings, group_id: str, topic: str) -> int:
-    consumer = Consumer(settings.kafka_config(**{"group.id": group_id}))
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        tps = [TopicPartition(topic, p) for p in partitions]
-        committed = sum(max(tp.offset, 0) for tp in consumer.committed(tps, timeout=30))
-        return sum(consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in tps) - committed
-    finally:
-        consumer.close()
+    committed, end = group_progress(settings, group_id, topic)
+    return end - committed
 
 
 def wait_for_pipeline(settings: Settings, workers: dict[str, subprocess.Popen[bytes]]) -> bool:

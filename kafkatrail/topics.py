@@ -1,8 +1,13 @@
-"""The Kafka topics kafkatrail uses (DESIGN.md), created idempotently with the AdminClient."""
+"""The Kafka topics kafkatrail uses (DESIGN.md): creating them idempotently, reading partitions to their end,
+and how far a consumer group has read."""
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaError, KafkaException
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from kafkatrail.settings import Settings
@@ -54,3 +59,44 @@ def create_topics(settings: Settings) -> dict[str, str]:
                 raise
             outcome[name] = "exists"
     return outcome
+
+
+def reader(settings: Settings, purpose: str, isolation: str = "read_committed") -> Consumer:
+    """A consumer for `assign()` only: no group membership, no commits, and an end-of-partition event."""
+    return Consumer(settings.kafka_config(**{
+        "group.id": f"kafkatrail-{purpose}-{uuid.uuid4()}",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "isolation.level": isolation,
+    }))
+
+
+def until_end(consumer: Consumer, partitions: Iterable[int], timeout_s: float, what: str) -> Iterator[Message]:
+    """The messages of `partitions` (assigned to `consumer`, which reports end-of-partition) until each has
+    been read to its end; raises on a consumer error or when `timeout_s` passes first."""
+    pending = set(partitions)
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: partitions {sorted(pending)} not read to their end within {timeout_s:.0f} s")
+        for message in consumer.consume(10_000, timeout=0.5):
+            error = message.error()
+            if error is None:
+                yield message
+            elif error.code() == KafkaError._PARTITION_EOF:
+                pending.discard(message.partition())
+            else:
+                raise KafkaException(error)
+
+
+def group_progress(settings: Settings, group_id: str, topic: str) -> tuple[int, int]:
+    """(offsets `group_id` has committed in `topic`, the topic's end offsets), summed over its partitions."""
+    consumer = Consumer(settings.kafka_config(**{"group.id": group_id}))
+    try:
+        partitions = consumer.list_topics(topic, timeout=ADMIN_TIMEOUT_S).topics[topic].partitions
+        tps = [TopicPartition(topic, p) for p in partitions]
+        committed = sum(max(tp.offset, 0) for tp in consumer.committed(tps, timeout=ADMIN_TIMEOUT_S))
+        end = sum(consumer.get_watermark_offsets(tp, timeout=ADMIN_TIMEOUT_S)[1] for tp in tps)
+        return committed, end
+    finally:
+        consumer.close()

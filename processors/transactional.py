@@ -17,8 +17,6 @@ and position move together or not at all:
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
@@ -26,6 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from kafkatrail.settings import Settings
+from kafkatrail.topics import reader, until_end
 from trails.model import Trail
 from trails.topic import TrailFeed
 
@@ -175,30 +174,13 @@ class TransactionalLoop(Generic[State]):
         states = {p: self.new_state() for p in partitions}
         if not partitions:
             return states
-        reader = Consumer(self.settings.kafka_config(**{
-            "group.id": f"{self.config.group_id}-restore-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-        }))
-        pending = set(partitions)
+        consumer = reader(self.settings, f"{self.config.group_id}-restore")
         try:
-            reader.assign([TopicPartition(self.changelog_topic, p, OFFSET_BEGINNING) for p in partitions])
-            deadline = time.monotonic() + RESTORE_TIMEOUT_S
-            while pending:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{self.changelog_topic} partitions {sorted(pending)} not read to their end "
-                                       f"within {RESTORE_TIMEOUT_S:.0f} s")
-                for message in reader.consume(10_000, timeout=0.5):
-                    error = message.error()
-                    if error is None:
-                        self.restore_record(states[message.partition()], message)
-                    elif error.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(message.partition())
-                    else:
-                        raise KafkaException(error)
+            consumer.assign([TopicPartition(self.changelog_topic, p, OFFSET_BEGINNING) for p in partitions])
+            for message in until_end(consumer, partitions, RESTORE_TIMEOUT_S, self.changelog_topic):
+                self.restore_record(states[message.partition()], message)
         finally:
-            reader.close()
+            consumer.close()
         for state in states.values():
             self.restored(state)
         return states

@@ -47,6 +47,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from kafkatrail.settings import Settings
+from kafkatrail.topics import reader, until_end
 from sinks.journal import FileSpan
 from sinks.log_files import compress, log_file_content, log_file_key, unique_part
 from sinks.s3_batches import ClosedBatch, PartitionBatches
@@ -353,35 +354,22 @@ class S3Sink:
         spans: dict[int, list[FileSpan]] = {p: [] for p in journal_from}
         if not journal_from:
             return spans
-        reader = Consumer(self.settings.kafka_config(**{
-            "group.id": f"{self.group_id}-journal-reader", "enable.auto.commit": False,
-            "enable.partition.eof": True}))
-        pending = set(journal_from)
         for partition, offset in journal_from.items():
             self._journal_spans[partition] = []
             self._journal_next[partition] = offset
+        consumer = reader(self.settings, f"{self.group_id}-journal")
         try:
-            reader.assign([TopicPartition(self.journal_topic, p, offset or OFFSET_BEGINNING)
-                           for p, offset in journal_from.items()])
-            deadline = time.monotonic() + 10 * KAFKA_TIMEOUT_S
-            while pending:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"journal partitions {sorted(pending)} not read to their end")
-                for message in reader.consume(10_000, timeout=0.5):
-                    error = message.error()
-                    partition = message.partition()
-                    if error is not None:
-                        if error.code() != KafkaError._PARTITION_EOF:
-                            raise KafkaException(error)
-                        pending.discard(partition)
-                        continue
-                    self._journal_next[partition] = message.offset() + 1
-                    kind, span = FileSpan.from_journal(message.value())
-                    if kind == "file" and span.last_offset >= committed[partition]:
-                        spans[partition].append(span)
-                        self._journal_spans[partition].append((message.offset(), span.last_offset))
+            consumer.assign([TopicPartition(self.journal_topic, p, offset or OFFSET_BEGINNING)
+                             for p, offset in journal_from.items()])
+            for message in until_end(consumer, journal_from, 10 * KAFKA_TIMEOUT_S, self.journal_topic):
+                partition = message.partition()
+                self._journal_next[partition] = message.offset() + 1
+                kind, span = FileSpan.from_journal(message.value())
+                if kind == "file" and span.last_offset >= committed[partition]:
+                    spans[partition].append(span)
+                    self._journal_spans[partition].append((message.offset(), span.last_offset))
         finally:
-            reader.close()
+            consumer.close()
         return spans
 
 

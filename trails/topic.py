@@ -8,14 +8,13 @@ keeps polling it, so a changed trail takes effect without a restart.
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from collections.abc import Callable, Iterable
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from kafkatrail.settings import Settings
+from kafkatrail.topics import reader, until_end
 from trails.errors import TrailError
 from trails.model import Trail
 
@@ -30,12 +29,7 @@ class TrailFeed:
     def __init__(self, settings: Settings, on_change: TrailChange) -> None:
         self.topic = settings.topics.trails
         self.on_change = on_change
-        self._consumer = Consumer(settings.kafka_config(**{
-            "group.id": f"kafkatrail-trail-feed-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-        }))
+        self._consumer = reader(settings, "trail-feed")
         metadata = self._consumer.list_topics(self.topic, timeout=30).topics[self.topic]
         if metadata.error is not None:
             raise KafkaException(metadata.error)
@@ -44,18 +38,8 @@ class TrailFeed:
 
     def catch_up(self, timeout_s: float = 30.0) -> None:
         """Apply everything on the topic now; returns once every partition has been read to its end."""
-        pending = set(self._partitions)
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"trails topic {self.topic}: partitions {sorted(pending)} not read within "
-                                   f"{timeout_s:.0f} s")
-            for message in self._consumer.consume(500, timeout=0.5):
-                error = message.error()
-                if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(message.partition())
-                else:
-                    self._apply(message)
+        for message in until_end(self._consumer, self._partitions, timeout_s, f"trails topic {self.topic}"):
+            self._apply(message)
 
     def poll(self) -> None:
         """Apply whatever arrived since the last call, without waiting."""

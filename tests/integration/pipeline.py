@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from kafkatrail.settings import Settings
+from kafkatrail.topics import group_progress, reader, until_end
 from processors.selectors import Selection
 from producers.event_producer import EventProducer
 from producers.simulator import Limit, TrafficModel, TrafficSimulator
@@ -104,19 +105,6 @@ class Workers:
             assert started[-1].poll() is None, f"the {role} worker exited:\n{self.log_tail()}"
 
 
-def committed_and_end(settings: Settings, group_id: str, topic: str) -> tuple[int, int]:
-    """(offsets `group_id` has committed in `topic`, messages in `topic`), summed over partitions."""
-    consumer = Consumer(settings.kafka_config(**{"group.id": group_id}))
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        tps = [TopicPartition(topic, p) for p in partitions]
-        committed = sum(max(tp.offset, 0) for tp in consumer.committed(tps, timeout=30))
-        end = sum(consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in tps)
-        return committed, end
-    finally:
-        consumer.close()
-
-
 def wait_for_progress(settings: Settings, workers: Workers, share: float, group_id: str | None = None,
                       topic: str | None = None, timeout_s: float = 180) -> None:
     """Wait until the group has committed `share` of the topic (default: the processors on the events)."""
@@ -124,7 +112,7 @@ def wait_for_progress(settings: Settings, workers: Workers, share: float, group_
     topic = topic or settings.topics.events
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        committed, end = committed_and_end(settings, group_id, topic)
+        committed, end = group_progress(settings, group_id, topic)
         if end and committed >= share * end:
             return
         workers.assert_alive()
@@ -134,25 +122,13 @@ def wait_for_progress(settings: Settings, workers: Workers, share: float, group_
 
 def read_topic(settings: Settings, topic: str, isolation: str = "read_committed") -> list[Message]:
     """Every message a reader with `isolation` sees in `topic`, read to the end of each partition."""
-    consumer = Consumer(settings.kafka_config(**{
-        "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest", "enable.partition.eof": True,
-        "isolation.level": isolation, "enable.auto.commit": False}))
-    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    pending, messages = set(partitions), []
-    deadline = time.monotonic() + 120
-    while pending and time.monotonic() < deadline:
-        for message in consumer.consume(10_000, timeout=0.5):
-            error = message.error()
-            if error is None:
-                messages.append(message)
-            elif error.code() == KafkaError._PARTITION_EOF:
-                pending.discard(message.partition())
-            else:
-                raise AssertionError(error.str())
-    consumer.close()
-    assert not pending, f"{topic}: partitions {sorted(pending)} not read to their end"
-    return messages
+    consumer = reader(settings, "test-reader", isolation)
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        return list(until_end(consumer, partitions, 120, topic))
+    finally:
+        consumer.close()
 
 
 def delivered_pairs(settings: Settings) -> Counter[tuple[str, str]]:

@@ -21,12 +21,12 @@ from urllib.parse import urlsplit
 import boto3
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from kafkatrail.settings import Settings
 from kafkatrail.stack import Endpoints
-from kafkatrail.topics import create_topics
+from kafkatrail.topics import create_topics, group_progress
 from sinks.cloudwatch import CloudWatchSink
 from sinks.cloudwatch_metrics import CloudWatchMetrics
 from trails.model import Trail
@@ -72,6 +72,11 @@ def settings(stack: Endpoints) -> Settings:
                                     "retry_max_backoff_s": 1, "metrics_port": 0})
     create_topics(settings)
     return settings
+
+
+def sink_progress(settings: Settings) -> tuple[int, int]:
+    """(offsets the sink's group has committed, records in the delivery topic)."""
+    return group_progress(settings, settings.cloudwatch.group_id, settings.topics.delivery)
 
 
 class SinkThread:
@@ -146,18 +151,6 @@ class _Forward(socketserver.BaseRequestHandler):
                     peers[source].sendall(data)
 
 
-def committed_and_end(settings: Settings) -> tuple[int, int]:
-    """(offsets the sink's group has committed, records in the delivery topic), summed over partitions."""
-    consumer = Consumer(settings.kafka_config(**{"group.id": settings.cloudwatch.group_id}))
-    try:
-        topic = settings.topics.delivery
-        tps = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=30).topics[topic].partitions]
-        committed = sum(max(tp.offset, 0) for tp in consumer.committed(tps, timeout=30))
-        return committed, sum(consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in tps)
-    finally:
-        consumer.close()
-
-
 def stream_contents(region: str, group: str) -> dict[str, list[tuple[int, str]]]:
     """Every stream of a log group in moto, with its (timestamp, message) events."""
     logs = boto3.client("logs", region_name=region)
@@ -224,7 +217,7 @@ def test_records_of_trails_with_a_log_group_reach_their_streams(settings: Settin
 
     sink = SinkThread(settings)
     try:
-        sink.wait_for(lambda: committed_and_end(settings) == (len(deliveries), len(deliveries)), 15,
+        sink.wait_for(lambda: sink_progress(settings) == (len(deliveries), len(deliveries)), 15,
                       "the sink did not settle every record")
     finally:
         sink.stop()
@@ -274,7 +267,7 @@ def test_an_outage_loses_nothing_and_commits_nothing_early(settings: Settings, s
             stopped_at = time.monotonic()
             first.stop()
         assert time.monotonic() - stopped_at < 5, "stop() waited out the outage"
-        assert committed_and_end(settings) == (0, len(values))
+        assert sink_progress(settings) == (0, len(values))
         assert first.metric("events_sent_total") == 0
         assert sum(first.metric("errors_total", code=code) for code in (
             "ConnectionClosedError", "EndpointConnectionError")) >= 2
@@ -282,9 +275,9 @@ def test_an_outage_loses_nothing_and_commits_nothing_early(settings: Settings, s
         second = SinkThread(settings)
         try:
             second.wait_for(lambda: second.metric("retries_total") >= 2, 15, "no retries while CloudWatch Logs is down")
-            assert committed_and_end(settings) == (0, len(values))
+            assert sink_progress(settings) == (0, len(values))
             switch.on = True
-            second.wait_for(lambda: committed_and_end(settings) == (len(values), len(values)), 15,
+            second.wait_for(lambda: sink_progress(settings) == (len(values), len(values)), 15,
                             "the sink did not deliver once CloudWatch Logs was back")
         finally:
             second.stop()

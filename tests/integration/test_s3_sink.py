@@ -25,11 +25,10 @@ from kafkatrail.settings import Settings
 from kafkatrail.stack import Endpoints
 from kafkatrail.stack.aws_standin import start_aws_standin, wait_until_ready
 from kafkatrail.stack.processes import free_port, stop
-from kafkatrail.topics import create_topics
+from kafkatrail.topics import create_topics, group_progress
 from tests.integration.pipeline import (
     TRAILS,
     Workers,
-    committed_and_end,
     expected_pairs,
     fresh_settings,
     publish,
@@ -245,7 +244,7 @@ def test_an_s3_outage_delays_delivery_and_loses_nothing(stack: Endpoints, tmp_pa
             publish(settings, second)
             time.sleep(30)
             workers.assert_alive()
-            committed, end = committed_and_end(settings, settings.s3.group_id, settings.topics.delivery)
+            committed, end = group_progress(settings, settings.s3.group_id, settings.topics.delivery)
             assert committed < end, "nothing can be stored while S3 is down"
         finally:
             os.kill(pid, signal.SIGCONT)
