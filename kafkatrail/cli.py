@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaException
 
@@ -129,16 +129,26 @@ def _stop_on_signals(stop: Callable[[], None]) -> None:
         signal.signal(signum, lambda *_: stop())
 
 
+class WorkerRole(NamedTuple):
+    """Where a `kafkatrail worker` role's class lives, and which settings section and /metrics port it reads."""
+
+    module: str
+    cls: str
+    section: str
+    metrics_port_field: str = "metrics_port"
+
+
+# An Insights sink is its sink on the Insights topic: it reads the sink's section, with its own port.
 WORKER_ROLES = {
-    "processors": ("processors.worker", "ProcessorWorker"),
-    "s3": ("sinks.s3", "S3Sink"),
-    "cloudwatch": ("sinks.cloudwatch", "CloudWatchSink"),
-    "digests": ("sinks.digests", "DigestWorker"),
-    "insights": ("processors.insights_worker", "InsightsWorker"),
-    "s3-insights": ("sinks.s3", "S3InsightSink"),
-    "cloudwatch-insights": ("sinks.cloudwatch", "CloudWatchInsightSink"),
+    "processors": WorkerRole("processors.worker", "ProcessorWorker", "processors"),
+    "s3": WorkerRole("sinks.s3", "S3Sink", "s3"),
+    "cloudwatch": WorkerRole("sinks.cloudwatch", "CloudWatchSink", "cloudwatch"),
+    "digests": WorkerRole("sinks.digests", "DigestWorker", "digests"),
+    "insights": WorkerRole("processors.insights_worker", "InsightsWorker", "insights"),
+    "s3-insights": WorkerRole("sinks.s3", "S3InsightSink", "s3", "insight_metrics_port"),
+    "cloudwatch-insights": WorkerRole("sinks.cloudwatch", "CloudWatchInsightSink", "cloudwatch",
+                                      "insight_metrics_port"),
 }
-INSIGHT_SINK_SECTIONS = {"s3-insights": "s3", "cloudwatch-insights": "cloudwatch"}
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -147,27 +157,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from kafkatrail.logs import configure_json_logging
     from kafkatrail.metrics import serve_metrics
 
+    role = WORKER_ROLES[args.role]
     section: dict[str, Any] = {}
     if args.instance_id:
-        if args.role not in ("processors", "insights"):
+        if "instance_id" not in Settings.model_fields[role.section].annotation.model_fields:
             raise SettingsError("--instance-id: only processors and insights have one (their transactional id)")
         section["instance_id"] = args.instance_id
-    # an Insights sink reads its sink's settings section, with its own group and /metrics port
-    insight_sink = args.role in INSIGHT_SINK_SECTIONS
-    section_name = INSIGHT_SINK_SECTIONS.get(args.role, args.role)
     if args.metrics_port is not None:
-        section["insight_metrics_port" if insight_sink else "metrics_port"] = args.metrics_port
-    settings = load_settings(args.config, **({section_name: section} if section else {}))
-    role_settings = getattr(settings, section_name)
+        section[role.metrics_port_field] = args.metrics_port
+    settings = load_settings(args.config, **({role.section: section} if section else {}))
+    role_settings = getattr(settings, role.section)
     configure_json_logging()
     try:
-        serve_metrics(role_settings.metrics_host,
-                      role_settings.insight_metrics_port if insight_sink else role_settings.metrics_port)
+        serve_metrics(role_settings.metrics_host, getattr(role_settings, role.metrics_port_field))
     except OSError as exc:
         print(f"kafkatrail: error: {exc}", file=sys.stderr)
         return 1
-    module, name = WORKER_ROLES[args.role]
-    worker = getattr(importlib.import_module(module), name)(settings)
+    worker = getattr(importlib.import_module(role.module), role.cls)(settings)
     _stop_on_signals(worker.stop)
     worker.run()
     return 0
