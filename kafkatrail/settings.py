@@ -49,24 +49,29 @@ class StackSettings(BaseModel):
     stop_timeout_s: float = Field(30.0, gt=0)
 
 
-class ProcessorSettings(BaseModel):
-    """How the stream processor (`kafkatrail worker processors`) reads, dedupes and commits."""
+class TransactionalWorkerSettings(BaseModel):
+    """What every transactional worker (processors/transactional.py) needs: identity, timeouts, /metrics."""
 
     model_config = ConfigDict(extra="forbid")
 
-    group_id: str = Field("kafkatrail-processors", min_length=1, description="consumer group of every processor")
     instance_id: str = Field(
         default_factory=socket.gethostname,
         min_length=1,
-        description="stable per process: a restarted processor with the same id fences its crashed predecessor",
+        description="stable per process: a restarted worker with the same id fences its crashed predecessor",
     )
+    transaction_timeout_s: int = Field(30, ge=5, description="the broker aborts a dead worker's open transaction")
+    session_timeout_s: int = Field(10, ge=6, description="a worker silent this long leaves the group")
+    metrics_host: str = Field("127.0.0.1", description="address of the /metrics endpoint")
+
+
+class ProcessorSettings(TransactionalWorkerSettings):
+    """How the stream processor (`kafkatrail worker processors`) reads, dedupes and commits."""
+
+    group_id: str = Field("kafkatrail-processors", min_length=1, description="consumer group of every processor")
     dedupe_window_s: int = Field(86_400, ge=60, description="a repeated eventID within this many seconds is dropped")
     dedupe_bucket_s: int = Field(3_600, ge=1, description="granularity at which old eventIDs are forgotten")
     batch_max_events: int = Field(2_000, ge=1, description="events per transaction at most")
     batch_timeout_s: float = Field(0.2, gt=0, description="wait at most this long to fill a batch")
-    transaction_timeout_s: int = Field(30, ge=5, description="the broker aborts a dead processor's open transaction")
-    session_timeout_s: int = Field(10, ge=6, description="a processor silent this long leaves the group")
-    metrics_host: str = Field("127.0.0.1", description="address of the /metrics endpoint")
     metrics_port: int = Field(9464, ge=0, le=65535, description="0: do not serve /metrics")
 
 
@@ -117,22 +122,12 @@ class DigestSettings(BaseModel):
     metrics_port: int = Field(9467, ge=0, le=65535, description="0: do not serve /metrics")
 
 
-class InsightsSettings(BaseModel):
+class InsightsSettings(TransactionalWorkerSettings):
     """The Insights worker (`kafkatrail worker insights`) and its detector's rule (see processors/insights.py)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     group_id: str = Field("kafkatrail-insights", min_length=1, description="consumer group on the delivery topic")
-    instance_id: str = Field(
-        default_factory=socket.gethostname,
-        min_length=1,
-        description="stable per process: a restarted worker with the same id fences its crashed predecessor",
-    )
     batch_max_events: int = Field(5_000, ge=1, description="delivery records per transaction at most")
     batch_timeout_s: float = Field(1.0, gt=0, description="wait at most this long to fill a batch")
-    transaction_timeout_s: int = Field(30, ge=5, description="the broker aborts a dead worker's open transaction")
-    session_timeout_s: int = Field(10, ge=6, description="a worker silent this long leaves the group")
-    metrics_host: str = Field("127.0.0.1", description="address of the /metrics endpoint")
     metrics_port: int = Field(9468, ge=0, le=65535, description="0: do not serve /metrics")
     baseline_days: int = Field(7, ge=1, le=28, description="days of per-slot history the baseline is learned from")
     min_history_days: int = Field(1, ge=1, description="no Insight before a trail has this many days of history")
