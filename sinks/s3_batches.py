@@ -3,7 +3,18 @@
 A delivery partition interleaves many delivery keys (`trailARN|account|region`); each key has at most
 one open batch. A batch closes at `max_records`, at `max_bytes` of JSON, or `flush_interval_s` after it
 opened (wall clock, checked even when nothing arrives). The closed batch becomes a `ClosedBatch`; the
-worker journals it (`sinks.journal`), stores it, and only then may the partition's offset move past it.
+worker journals it (`sinks.journal`), stores it, and reports it `settled`; only then may the partition's
+offset move past it.
+
+Where a commit may go (`commit_offset`) is derived only from what this object was handed: the first record
+of the oldest batch that is open or closed-but-unsettled, else the offset after the last record taken.
+The consumer's `position()` is never consulted: it says where librdkafka fetches next, and during a
+rebalance or `close()` it can stand at the end of the partition although the records before it were never
+handed to the sink. The delivery topic is written in transactions, so its partitions end with commit
+markers the consumer never returns; `reached(offset)` steps over them with the end-of-partition event,
+which librdkafka queues behind every record it fetched before that offset, so by the time it is handed
+over, every record below `offset` has been handed over too (aborted records and markers have no record to
+hand).
 
 After a restart the consumer resumes at the committed offset C, and `PartitionBatches` is built with the
 journaled spans of the partition whose last offset is >= C:
@@ -60,6 +71,7 @@ class PartitionBatches:
         self.flush_interval_s = flush_interval_s
         self.next_offset = committed
         self.open: dict[str, OpenBatch] = {}
+        self.unsettled: dict[int, ClosedBatch] = {}  # first offset -> closed batch not yet stored or skipped
         self._skip_through: dict[str, int] = {}
         self._rebuild: dict[str, deque[FileSpan]] = {}
         for span in sorted(journaled, key=lambda s: s.first_offset):
@@ -101,18 +113,24 @@ class PartitionBatches:
     def oldest_open_age(self, now: float) -> float:
         return max((now - b.opened_at for b in self.open.values()), default=0.0)
 
-    def commit_offset(self, position: int | None = None) -> int:
-        """Where a restart must resume: the first record of the oldest open batch, else the consumer's position.
+    def reached(self, end_offset: int) -> None:
+        """The consumer reported the end of the partition at `end_offset`: every record below it was taken."""
+        self.next_offset = max(self.next_offset, end_offset)
 
-        `position` (the consumer's, which steps over transaction markers) is used when given and no batch is
-        open; otherwise the offset after the last record taken. Batches already handed out by `add` or
-        `expired` are the caller's: commit this offset only once every one of them is stored.
-        """
-        if self.open:
-            return min(b.first_offset for b in self.open.values())
-        return max(self.next_offset, position or 0)
+    def settled(self, batch: ClosedBatch) -> None:
+        """`batch` (handed out by `add` or `expired`) is stored, or deliberately not written."""
+        self.unsettled.pop(batch.first_offset, None)
+
+    def commit_offset(self) -> int:
+        """Where a restart must resume: the first record of the oldest open or unsettled batch, else the offset
+        after the last record taken (or the end of the partition, once `reached`)."""
+        firsts = [b.first_offset for b in self.open.values()]
+        firsts.extend(self.unsettled)
+        return min(firsts, default=self.next_offset)
 
     def _close(self, batch: OpenBatch) -> ClosedBatch:
         del self.open[batch.delivery_key]
-        return ClosedBatch(batch.delivery_key, batch.first_offset, batch.last_offset, batch.values,
-                           batch.replaying)
+        closed = ClosedBatch(batch.delivery_key, batch.first_offset, batch.last_offset, batch.values,
+                             batch.replaying)
+        self.unsettled[closed.first_offset] = closed
+        return closed

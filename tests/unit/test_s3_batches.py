@@ -60,10 +60,24 @@ def test_the_commit_offset_is_the_first_record_of_the_oldest_open_batch() -> Non
     assert target.commit_offset() == 10
     feed(target, [(A, 10), (B, 11), (A, 12)])
     assert target.commit_offset() == 10
-    feed(target, [(A, 13)])             # A closes at 3 records
+    (a_file,) = [target.add(A, 13, b"A@13", 0.0)]   # A closes at 3 records
+    assert target.commit_offset() == 10, "closed is not stored: the commit waits for it"
+    target.settled(a_file)
     assert target.commit_offset() == 11
-    target.expired(1_000.0)
+    (b_file,) = target.expired(1_000.0)
+    assert target.commit_offset() == 11
+    target.settled(b_file)
     assert target.commit_offset() == 14
+
+
+def test_the_end_of_partition_steps_over_trailing_transaction_markers() -> None:
+    target = batches(committed=0, max_records=1)
+    target.settled(target.add(A, 0, b"A@0", 0.0))
+    assert target.commit_offset() == 1
+    target.reached(2)                   # offset 1 is the transaction's commit marker
+    assert target.commit_offset() == 2
+    target.reached(1)                   # an older end event moves nothing back
+    assert target.commit_offset() == 2
 
 
 RESTART_CASES = {
