@@ -56,7 +56,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from kafkatrail.settings import Settings
 from sinks.cloudwatch_batches import (
@@ -241,6 +241,7 @@ class CloudWatchSink:
         self.buffers: dict[Destination, StreamBuffer] = {}
         self.offsets = PendingOffsets()
         self._committed: dict[int, int] = {}
+        self._assigned: set[int] = set()
         self._stopping = False
         self.writer = LogEventsWriter(self.config.retry_max_backoff_s, self.metrics, lambda: self._stopping)
         self.feed = TrailFeed(settings, self._trail_changed)
@@ -250,6 +251,7 @@ class CloudWatchSink:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
+            "enable.partition.eof": True,
         }))
 
     def run(self) -> None:
@@ -300,6 +302,10 @@ class CloudWatchSink:
         for message in messages:
             error = message.error()
             if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    if message.partition() in self._assigned:
+                        self.offsets.reached(message.partition(), message.offset())
+                    continue
                 if error.fatal():
                     raise KafkaException(error)
                 log.warning("consumer error", extra={"error": error.str()})
@@ -370,6 +376,7 @@ class CloudWatchSink:
                 self._committed[tp.partition] = tp.offset
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned.update(tp.partition for tp in partitions)
         log.info("partitions assigned", extra={"partitions": [tp.partition for tp in partitions]})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -395,6 +402,7 @@ class CloudWatchSink:
             else:
                 del self.buffers[target]
         self.offsets.forget(partitions)
+        self._assigned.difference_update(partitions)
         for partition in partitions:
             self._committed.pop(partition, None)
         self.metrics.pending.set(len(self.offsets))

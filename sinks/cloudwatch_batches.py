@@ -180,6 +180,13 @@ class PendingOffsets:
         if pending:
             self._pending.setdefault(partition, {})[offset] = None
 
+    def reached(self, partition: int, end_offset: int) -> None:
+        """The consumer reported the end of `partition` at `end_offset`: every record below it was read.
+
+        The end-of-partition event is queued behind every record fetched before it, so this steps over the
+        transaction markers that end the delivery topic's partitions without trusting `position()`."""
+        self._next[partition] = max(self._next.get(partition, end_offset), end_offset)
+
     def settle(self, partition: int, offset: int) -> None:
         """The record at `offset` was sent or deliberately skipped."""
         pending = self._pending.get(partition)

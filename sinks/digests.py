@@ -8,7 +8,9 @@ Membership: a file is listed in the first digest written after its `stored` reco
 period end E the worker reads the journal up to the end offsets it sees at E, writes one digest per known
 chain for [previous end, E) (an empty one when nothing was stored), and only then commits its journal
 offsets. So a crash before the commit re-reads only files of the digests just written (skipped: they are in
-the chain's latest digest) or of none.
+the chain's latest digest) or of none. The offsets committed are those after the last journal record taken
+(or the end of a partition, once the consumer reported reaching it), never the consumer's `position()`,
+which can run ahead of what was handed to the worker.
 
 Chain state survives a restart without a store of its own: the previous digest of a chain is found again
 by listing the chain's digest folder in S3 (today's date folder, then earlier days, up to `lookback_days`),
@@ -106,6 +108,10 @@ def validating(trail: Trail | None) -> bool:
     return trail is not None and trail.logging and trail.log_file_validation_enabled
 
 
+class DigestStopping(Exception):
+    """`stop()` was called while an S3 call was being retried: nothing more is written or committed."""
+
+
 class DigestWorker:
     """The digest writer: reads `stored` journal records, writes signed digests at every period end."""
 
@@ -117,6 +123,7 @@ class DigestWorker:
         self.trails: dict[str, Trail] = {}
         self.chains: dict[tuple[str, str, str], ChainState] = {}
         self._stopping = False
+        self._next: dict[int, int] = {}  # partition -> offset after the last journal record taken
         self.s3 = boto3.client("s3", config=AWS_CLIENT_CONFIG)
         kms = boto3.client("kms", config=AWS_CLIENT_CONFIG) if settings.keys.kms_key_id else None
         self.keys = SigningKeys(settings.keys.folder, settings.keys.rotation_s, settings.keys.kms_key_id, kms)
@@ -124,7 +131,7 @@ class DigestWorker:
         self.admin = AdminClient(settings.kafka_config())
         self.consumer = Consumer(settings.kafka_config(**{
             "group.id": self.config.group_id, "enable.auto.commit": False, "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest"}))
+            "auto.offset.reset": "earliest", "enable.partition.eof": True}))
 
     def run(self) -> None:
         """Write digests until `stop()`."""
@@ -134,6 +141,7 @@ class DigestWorker:
                                             timeout=KAFKA_TIMEOUT_S)
         self.consumer.assign([TopicPartition(self.topic, tp.partition, max(tp.offset, OFFSET_BEGINNING))
                               for tp in committed])
+        self._next = {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
         self.keys.current()
         self._discover_chains()
         next_end = period_end_after(time.time(), self.config.period_s)
@@ -144,8 +152,12 @@ class DigestWorker:
                 for message in self.consumer.consume(1000, timeout=0.2):
                     self._take(message)
                 if time.time() >= next_end.timestamp():
-                    self._read_to_end()
-                    self._write_digests(next_end)
+                    try:
+                        self._read_to_end()
+                        self._write_digests(next_end)
+                    except DigestStopping:
+                        log.warning("stopped while S3 was failing; the next start re-reads the uncommitted journal")
+                        break
                     self._commit()
                     next_end = period_end_after(time.time(), self.config.period_s)
         finally:
@@ -164,11 +176,14 @@ class DigestWorker:
     def _take(self, message: Message) -> None:
         error = message.error()
         if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                self._next[message.partition()] = max(self._next.get(message.partition(), 0), message.offset())
+                return
             if error.fatal():
                 raise KafkaException(error)
-            if error.code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error", extra={"error": error.str()})
+            log.warning("consumer error", extra={"error": error.str()})
             return
+        self._next[message.partition()] = message.offset() + 1
         kind, span = FileSpan.from_journal(message.value())
         if kind != "stored":
             return
@@ -241,7 +256,7 @@ class DigestWorker:
         return None, set()
 
     def _read_to_end(self) -> None:
-        """Consume until every partition's position reaches the end offset it has now.
+        """Consume until every partition has been taken up to the end offset it has now.
 
         The end offsets come from an admin client: asked on the consumer, each waits behind its fetch long-poll.
         """
@@ -250,9 +265,8 @@ class DigestWorker:
                                           for tp in assignment}, request_timeout=KAFKA_TIMEOUT_S)
         ends = {tp.partition: future.result().offset for tp, future in latest.items()}
         deadline = time.monotonic() + KAFKA_TIMEOUT_S
-        while time.monotonic() < deadline:
-            positions = {tp.partition: tp.offset for tp in self.consumer.position(assignment)}
-            if all(positions.get(p, -1) >= end or end == 0 for p, end in ends.items()):
+        while time.monotonic() < deadline and not self._stopping:
+            if all(self._next.get(p, 0) >= end for p, end in ends.items()):
                 return
             for message in self.consumer.consume(1000, timeout=0.2):
                 self._take(message)
@@ -284,9 +298,10 @@ class DigestWorker:
         self.metrics.files.inc(len(files))
 
     def _commit(self) -> None:
-        positions = [tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0]
-        if positions:
-            self.consumer.commit(offsets=positions, asynchronous=False)
+        """Commit the offsets after the journal records taken (all of them are in the digests just written)."""
+        taken = [TopicPartition(self.topic, partition, offset) for partition, offset in self._next.items()]
+        if taken:
+            self.consumer.commit(offsets=taken, asynchronous=False)
 
     def _call(self, call: str, attempt: Any, paginate: bool = False) -> Any:
         """Retry an S3 call with backoff until it succeeds; with `paginate`, every page of a list call."""
@@ -300,6 +315,8 @@ class DigestWorker:
                 code = exc.response.get("Error", {}).get("Code", "Unknown") if isinstance(exc, ClientError) \
                     else type(exc).__name__
                 self.metrics.errors.labels(call, code).inc()
+                if self._stopping:
+                    raise DigestStopping from exc
                 log.warning("AWS call failed; retrying", extra={"call": call, "code": code, "retry_in_s": delay})
                 time.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self.config.retry_max_backoff_s)

@@ -11,9 +11,10 @@ Exactly once in S3, the argument:
    records of that key between those offsets, and its name is fixed.
 2. The file is then stored with PutObject, retried with backoff until S3 takes it (never dropped; while
    S3 is down the sink waits and lag grows). The journal gets a `stored` record.
-3. Offsets are committed only between files, never while one is journaled but unstored, and the committed
-   offset is the first record of the oldest batch still open. The commit's metadata holds the journal
-   offset from which every span that reaches past the committed offset can be read again.
+3. The committed offset is the first record of the oldest batch that is still open or closed but not yet
+   stored (`sinks.s3_batches`), computed only from the records the sink was handed, never from the
+   consumer's `position()`. The commit's metadata holds the journal offset from which every span that
+   reaches past the committed offset can be read again.
 4. On (re)assignment the sink reads those spans and resumes at the committed offset: records of spans
    that began before it are skipped (stored before that commit), spans that began after it are rebuilt
    under their journaled key from the same records (same bytes: PutObject overwrites an identical
@@ -23,9 +24,11 @@ under `CloudTrail-Insight` (spec/delivery.md §1.2), its own consumer group and 
 digest worker, which lists the log files of the log-file journal, never lists an Insights file.
 
 A kill at any point therefore leaves each (trail, eventID) in exactly one file; the processors already
-deliver each pair once. Replaying the delivery topic from offset 0 with the journal rebuilds the same
-objects. Notifications (SNS and the `notifications` topic) are at-least-once: a rebuilt file is announced
-again.
+deliver each pair once. A stop (SIGTERM, `stop()`) ends the loop after the round of files in hand; when
+S3 or the broker is failing it abandons the retries instead, leaving those files unsettled, so the commit
+at close stays before them and the partition's next owner rebuilds them from the journal. Replaying the
+delivery topic from offset 0 with the journal rebuilds the same objects. Notifications (SNS and the
+`notifications` topic) are at-least-once: a rebuilt file is announced again.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import functools
 import hashlib
 import logging
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -63,6 +67,10 @@ STORE_THREADS = 8
 EVENT_TIME_MARK = b'"eventTime":"'
 PERMANENT_SNS_ERRORS = frozenset({"NotFound", "NotFoundException", "AuthorizationError", "InvalidParameter",
                                   "InvalidParameterValue"})
+
+
+class SinkStopping(Exception):
+    """`stop()` was called while a call was being retried: the files in hand are left to the next owner."""
 
 
 class _File(NamedTuple):
@@ -115,7 +123,7 @@ class S3Sink:
         self.partitions: dict[int, PartitionBatches] = {}
         self._journal_spans: dict[int, list[tuple[int, int]]] = {}
         self._journal_next: dict[int, int] = {}
-        self._stopping = False
+        self._stopped = threading.Event()
         self._last_commit = 0.0
         self.feed = TrailFeed(settings, self._trail_changed)
         self._pool = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="s3-put")
@@ -129,6 +137,7 @@ class S3Sink:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
+            "enable.partition.eof": True,
             "session.timeout.ms": self.config.session_timeout_s * 1000,
         }))
 
@@ -139,20 +148,26 @@ class S3Sink:
                                 on_lost=self._on_lost)
         log.info("s3 sink started", extra={"group_id": self.group_id, "kind": self.kind, "trails": len(self.trails)})
         try:
-            while not self._stopping:
+            while not self._stopped.is_set():
                 self.feed.poll()
                 closed = [batch for message in self.consumer.consume(1000, timeout=0.2)
                           if (batch := self._take(message)) is not None]
                 closed += self._expired()
                 if closed:
-                    self._write(closed)
+                    try:
+                        self._write(closed)
+                    except SinkStopping:
+                        log.warning("stopped with files unstored; the partitions' next owner rebuilds them",
+                                    extra={"files": len(closed)})
+                        break
                 if closed or time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
                     self._commit()
         finally:
             self.close()
 
     def stop(self) -> None:
-        self._stopping = True
+        """Finish (or abandon, if S3 is failing) the round of files in hand, commit what is stored, return."""
+        self._stopped.set()
 
     def close(self) -> None:
         self._commit()
@@ -172,6 +187,10 @@ class S3Sink:
         """Add a record to its batch; returns (partition, batch) when that completed a batch."""
         error = message.error()
         if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                if (batches := self.partitions.get(message.partition())) is not None:
+                    batches.reached(message.offset())
+                return None
             if error.fatal():
                 raise KafkaException(error)
             log.warning("consumer error", extra={"error": error.str()})
@@ -202,6 +221,7 @@ class S3Sink:
                 self.metrics.skipped.labels("trail_deleted").inc(len(batch.values))
                 log.warning("records of a deleted trail not written", extra={"trail_arn": trail_arn,
                                                                             "records": len(batch.values)})
+                self._settled(partition, batch)
                 continue
             content = log_file_content(batch.values)
             body = compress(content, self.config.gzip_level)
@@ -213,9 +233,15 @@ class S3Sink:
         for file in files:
             self.journal.produce(self.journal_topic, file.span.to_journal("stored"), file.span.delivery_key.encode(),
                                  partition=file.span.partition)
+            self._settled(file.span.partition, file.batch)
         list(self._pool.map(lambda file: self._notify(file.span, file.trail), files))
         for file in files:
             self._count(file)
+
+    def _settled(self, partition: int, batch: ClosedBatch) -> None:
+        batches = self.partitions.get(partition)
+        if batches is not None:
+            batches.settled(batch)
 
     def _new_span(self, partition: int, batch: ClosedBatch, trail: Trail, account: str, region: str,
                   content: bytes, body: bytes, times: list[str]) -> FileSpan:
@@ -244,7 +270,9 @@ class S3Sink:
             self.journal.produce(self.journal_topic, span.to_journal("file"), span.delivery_key.encode(),
                                  partition=span.partition, on_delivery=functools.partial(delivered, span))
         while len(offsets) + len(failures) < len(spans):
-            self.journal.flush(KAFKA_TIMEOUT_S)
+            self.journal.flush(1.0)
+            if self._stopped.is_set() and len(offsets) + len(failures) < len(spans):
+                raise SinkStopping
         if failures:
             raise KafkaException(failures[0])
         for span, journal_offset in offsets:
@@ -272,11 +300,16 @@ class S3Sink:
             self.metrics.notifications.inc()
         except ClientError as exc:
             log.error("SNS notification not published", extra={"topic_arn": topic_arn, "error": str(exc)})
+        except SinkStopping:
+            log.error("SNS notification not published: stopped while SNS was failing",
+                      extra={"topic_arn": topic_arn, "object_key": span.object_key})
 
     def _call_until_done(self, call: str, attempt: Any, permanent: frozenset[str] = frozenset()) -> Any:
         """Retry an AWS call with exponential backoff and jitter until it succeeds or fails permanently."""
         delay = 0.2
         while True:
+            if self._stopped.is_set() and delay > 0.2:
+                raise SinkStopping
             try:
                 return attempt()
             except ClientError as exc:
@@ -289,7 +322,7 @@ class S3Sink:
                 code = type(exc).__name__
             self.metrics.retries.labels(call).inc()
             log.warning("AWS call failed; retrying", extra={"call": call, "code": code, "retry_in_s": delay})
-            time.sleep(delay * random.uniform(0.5, 1.0))
+            self._stopped.wait(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self.config.retry_max_backoff_s)
 
     def _count(self, file: _File) -> None:
@@ -303,12 +336,11 @@ class S3Sink:
             observe(now - epoch[text])
 
     def _commit(self) -> None:
+        """Commit, per partition, where a restart must resume (`PartitionBatches.commit_offset`)."""
         self._last_commit = time.monotonic()
         offsets = []
-        assigned = [TopicPartition(self.source, p) for p in self.partitions]
-        positions = {tp.partition: tp.offset for tp in self.consumer.position(assigned)} if assigned else {}
         for partition, batches in self.partitions.items():
-            committed = batches.commit_offset(positions.get(partition))
+            committed = batches.commit_offset()
             spans = [(jo, last) for jo, last in self._journal_spans.get(partition, []) if last >= committed]
             self._journal_spans[partition] = spans
             journal_from = min((jo for jo, _ in spans), default=self._journal_next.get(partition, 0))

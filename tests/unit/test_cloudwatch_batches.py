@@ -215,3 +215,16 @@ def test_offsets_commit_up_to_the_oldest_pending_record() -> None:
     assert len(offsets) == 0
     offsets.settle(1, 5)                        # settling a forgotten partition is harmless
     assert offsets.positions() == {0: 14}
+
+
+def test_the_end_of_partition_steps_over_markers_but_never_over_a_pending_record() -> None:
+    offsets = PendingOffsets()
+    offsets.reached(2, 7)                       # an assigned partition with nothing to read: its end
+    assert offsets.positions() == {2: 7}
+    offsets.read(0, 20, pending=True)
+    offsets.reached(0, 22)                      # 21 is the transaction's commit marker
+    assert offsets.positions() == {0: 20, 2: 7}, "the pending record holds the commit"
+    offsets.settle(0, 20)
+    assert offsets.positions() == {0: 22, 2: 7}
+    offsets.reached(0, 21)                      # an older end event moves nothing back
+    assert offsets.positions() == {0: 22, 2: 7}
