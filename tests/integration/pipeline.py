@@ -17,7 +17,8 @@ import orjson
 from confluent_kafka import Message, TopicPartition
 
 from kafkatrail.settings import Settings
-from kafkatrail.topics import group_progress, reader, until_end
+from kafkatrail.stack import Endpoints
+from kafkatrail.topics import create_topics, group_progress, reader, until_end
 from processors.selectors import Selection
 from producers.event_producer import EventProducer
 from producers.simulator import Limit, TrafficModel, TrafficSimulator
@@ -39,6 +40,13 @@ def fresh_settings(bootstrap_servers: str, **sections: Any) -> Settings:
                     "metrics_port": 0, "flush_interval_s": 1, **sections.get("cloudwatch", {})},
         insights={"group_id": f"{prefix}-insights", "session_timeout_s": 6, "metrics_port": 0,
                   **sections.get("insights", {})})
+
+
+def pipeline_settings(stack: Endpoints) -> Settings:
+    """Fresh settings with 1 s S3 flushes and files of at most 2,000 records; their topics created."""
+    settings = fresh_settings(stack.bootstrap_servers, s3={"flush_interval_s": 1, "max_file_records": 2_000})
+    create_topics(settings)
+    return settings
 
 
 class Workers:
@@ -84,6 +92,18 @@ class Workers:
         process = self.latest(role)
         process.kill()
         process.wait(10)
+
+    def terminate(self, role: str = "processors", within_s: float = 30) -> None:
+        """SIGTERM the latest worker of `role` and require a clean exit (status 0) within `within_s`."""
+        process = self.latest(role)
+        process.send_signal(signal.SIGTERM)
+        try:
+            status = process.wait(within_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+            raise AssertionError(f"the {role} worker ignored SIGTERM for {within_s} s:\n{self.log_tail()}") from None
+        assert status == 0, f"the {role} worker exited with {status} on SIGTERM:\n{self.log_tail()}"
 
     def stop_all(self) -> None:
         processes = [p for started in self.running.values() for p in started]

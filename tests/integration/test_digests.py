@@ -162,9 +162,9 @@ def summary(output: str) -> tuple[int, int, int, int]:
     return int(digests[1]), int(digests[2]), int(logs[1]), int(logs[2])
 
 
-def test_aws_validator_accepts_the_chains_and_both_validators_catch_tampering(pipeline: Pipeline, aws_cli: Path,
-                                                                              capsys: pytest.CaptureFixture[str]
-                                                                              ) -> None:
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_aws_validator_accepts_the_chains_and_both_validators_catch_tampering(
+        pipeline: Pipeline, aws_cli: Path, capsys: pytest.CaptureFixture[str], signal_name: str) -> None:
     s3 = boto3.client("s3", endpoint_url=pipeline.aws_endpoint)
     bucket = f"audit-digests-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
@@ -182,7 +182,10 @@ def test_aws_validator_accepts_the_chains_and_both_validators_catch_tampering(pi
     wait_until_stored(pipeline.workers)
     wait_until_listed(pipeline, s3, bucket)
 
-    pipeline.workers.kill("digests")
+    if signal_name == "SIGKILL":
+        pipeline.workers.kill("digests")
+    else:
+        pipeline.workers.terminate("digests")
     time.sleep(PERIOD_S)
     pipeline.workers.start("digests")
     publish(pipeline.settings, second_batch)

@@ -1,5 +1,5 @@
 """The Insights worker against the real broker: a burst in the delivery topic becomes one Start and one End,
-with the right statistics, although the worker is killed with SIGKILL in the middle of the burst; the S3
+with the right statistics, although the worker is killed (SIGKILL) or stopped (SIGTERM) mid-burst; the S3
 Insights sink stores them under `CloudTrail-Insight` in the trail's bucket, and the CloudWatch Logs Insights
 sink puts them in the trail's log group."""
 
@@ -77,7 +77,9 @@ def insights(settings: Settings) -> list[dict]:
     return [orjson.loads(m.value()) for m in read_topic(settings, settings.topics.insights)]
 
 
-def test_burst_yields_one_start_and_one_end_across_a_sigkill(settings: Settings, workers: Workers) -> None:
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_burst_yields_one_start_and_one_end_across_a_stop(settings: Settings, workers: Workers,
+                                                          signal_name: str) -> None:
     group, delivery = settings.insights.group_id, settings.topics.delivery
     into_burst = int((BURST - START).total_seconds() // 60) + 5
     deliver(settings, START, into_burst)
@@ -85,7 +87,10 @@ def test_burst_yields_one_start_and_one_end_across_a_sigkill(settings: Settings,
     wait_for_progress(settings, workers, 1.0, group, delivery, timeout_s=60)
     started = insights(settings)
     assert [r["insightDetails"]["state"] for r in started] == ["Start"]
-    workers.kill("insights")
+    if signal_name == "SIGKILL":
+        workers.kill("insights")
+    else:
+        workers.terminate("insights")
 
     deliver(settings, BURST + timedelta(minutes=5), 20)
     workers.start("insights")

@@ -49,8 +49,9 @@ def processors(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
         workers.stop_all()
 
 
-def test_sigkill_twice_mid_stream_loses_nothing_and_doubles_nothing(settings: Settings,
-                                                                    processors: Workers) -> None:
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_a_processor_stopped_twice_mid_stream_loses_nothing_and_doubles_nothing(
+        settings: Settings, processors: Workers, signal_name: str) -> None:
     records = simulate(200_000, seed=11)
     repeats = len(records) - len({r["eventID"] for r in records})
     assert 8_000 < repeats < 12_000, "about 5% of the input repeats an eventID"
@@ -60,7 +61,10 @@ def test_sigkill_twice_mid_stream_loses_nothing_and_doubles_nothing(settings: Se
     processors.start()
     for share in (0.3, 0.65):
         wait_for_progress(settings, processors, share)
-        processors.kill()
+        if signal_name == "SIGKILL":
+            processors.kill()
+        else:
+            processors.terminate()
         processors.start()
     wait_for_progress(settings, processors, 1.0)
     elapsed = time.monotonic() - began
@@ -74,7 +78,7 @@ def test_sigkill_twice_mid_stream_loses_nothing_and_doubles_nothing(settings: Se
                                         f"unexpected {len(set(delivered) - expected)}")
     assert len({trail for trail, _ in expected}) == 3
     aborted = len(read_topic(settings, settings.topics.delivery, "read_uncommitted")) - sum(delivered.values())
-    print(f"\nkill test: {len(records):,} events ({repeats:,} repeats), 2 SIGKILLs, {len(expected):,} "
+    print(f"\nkill test: {len(records):,} events ({repeats:,} repeats), 2 {signal_name}s, {len(expected):,} "
           f"(trail, eventID) pairs delivered exactly once in {elapsed:.1f} s; {aborted:,} records of "
           "transactions the kills interrupted stay invisible")
 

@@ -13,24 +13,21 @@ import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
 import orjson
-import pytest
 
-from kafkatrail.settings import Settings
 from kafkatrail.stack import Endpoints
 from kafkatrail.stack.aws_standin import start_aws_standin, wait_until_ready
 from kafkatrail.stack.processes import free_port, stop
-from kafkatrail.topics import create_topics, group_progress
+from kafkatrail.topics import group_progress
 from tests.integration.pipeline import (
     TRAILS,
     Workers,
     expected_pairs,
-    fresh_settings,
+    pipeline_settings,
     publish,
     read_topic,
     simulate,
@@ -67,27 +64,6 @@ def aws_resources(endpoint_url: str) -> tuple[tuple[Trail, ...], str, str]:
     trails = (dataclasses.replace(management, sns_topic_name=topic_arn, cloud_watch_logs_log_group_arn=group_arn),
               eu_writes, dataclasses.replace(s3_writes, kms_key_id=key_arn))
     return trails, queue_url, key_arn
-
-
-@pytest.fixture
-def aws_endpoint(stack: Endpoints) -> str:
-    return stack.aws_endpoint_url
-
-
-def pipeline_settings(stack: Endpoints) -> Settings:
-    settings = fresh_settings(stack.bootstrap_servers, s3={"flush_interval_s": 1, "max_file_records": 2_000})
-    create_topics(settings)
-    return settings
-
-
-@pytest.fixture
-def workers(stack: Endpoints, tmp_path: Path) -> Iterator[Workers]:
-    settings = pipeline_settings(stack)
-    running = Workers(settings, tmp_path, env={"AWS_ENDPOINT_URL": stack.aws_endpoint_url})
-    try:
-        yield running
-    finally:
-        running.stop_all()
 
 
 def wait_until_stored(workers: Workers, timeout_s: float = 240) -> None:
