@@ -50,11 +50,20 @@ def test_files_are_remembered_for_a_bounded_number_of_digests() -> None:
 class StoredRecord:
     """The journal message a `stored` record arrives as."""
 
+    offsets = iter(range(1_000_000))
+
     def __init__(self, span: FileSpan) -> None:
         self.span = span
+        self._offset = next(StoredRecord.offsets)
 
     def error(self) -> None:
         return None
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
 
     def value(self) -> bytes:
         return self.span.to_journal("stored")
