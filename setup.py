@@ -4,7 +4,7 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("schemas.binary", ["schemas/binary.pyx"]),
-        Extension("schemas.validation", ["schemas/validation.pyx"]),
+        Extension("kafkatrail.schemas.binary", ["schemas/binary.pyx"]),
+        Extension("kafkatrail.schemas.validation", ["schemas/validation.pyx"]),
     ]
 )

@@ -22,8 +22,8 @@ import fastavro
 import orjson
 from produce import sample_records
 
-from schemas.codec import current_schema, decode_event, encode_event, from_avro
-from schemas.validation import validate_event
+from kafkatrail.schemas.codec import current_schema, decode_event, encode_event, from_avro
+from kafkatrail.schemas.validation import validate_event
 
 REAL = Path(__file__).parents[1] / "tests/data/real/stratus-detonation-logs"
 

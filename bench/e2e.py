@@ -36,19 +36,19 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 from workers import Worker
 
-from kafkatrail.settings import PROJECT_ROOT, Settings, StackSettings
+from kafkatrail.core.settings import Settings, StackSettings, shipped_file
+from kafkatrail.core.topics import create_topics, reader, until_end
+from kafkatrail.processors.selectors import Selection
+from kafkatrail.producers.event_producer import EventProducer
+from kafkatrail.producers.simulate import simulate_to_kafka
+from kafkatrail.producers.simulator import Limit, TrafficModel, TrafficSimulator
 from kafkatrail.stack import LocalStack
 from kafkatrail.stack.processes import free_port
-from kafkatrail.topics import create_topics, reader, until_end
-from processors.selectors import Selection
-from producers.event_producer import EventProducer
-from producers.simulate import simulate_to_kafka
-from producers.simulator import Limit, TrafficModel, TrafficSimulator
-from trails.definitions import load_trails
-from trails.model import Trail
-from trails.topic import apply_trails
+from kafkatrail.trails.definitions import load_trails
+from kafkatrail.trails.model import Trail
+from kafkatrail.trails.topic import apply_trails
 
-TRAILS = PROJECT_ROOT / "deploy" / "trails.demo.yaml"
+TRAILS = shipped_file("trails.demo.yaml")
 ROLES = ("processors", "s3")
 FLUSH_INTERVAL_S = 5.0
 TARGET_EVENTS_S = 20_000

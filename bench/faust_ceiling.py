@@ -24,13 +24,13 @@ import time
 import uuid
 from pathlib import Path
 
-from kafkatrail.settings import Settings, StackSettings
+from kafkatrail.core.settings import Settings, StackSettings
+from kafkatrail.core.topics import create_topics
+from kafkatrail.producers.event_producer import EventProducer
+from kafkatrail.producers.simulate import simulate_to_kafka
+from kafkatrail.producers.simulator import Limit, TrafficModel, TrafficSimulator
 from kafkatrail.stack import LocalStack
 from kafkatrail.stack.processes import free_port
-from kafkatrail.topics import create_topics
-from producers.event_producer import EventProducer
-from producers.simulate import simulate_to_kafka
-from producers.simulator import Limit, TrafficModel, TrafficSimulator
 
 MODES = {
     "events": "per event, `async for event in stream.events()`",

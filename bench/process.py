@@ -29,16 +29,16 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 from workers import Worker
 
-from kafkatrail.settings import Settings, StackSettings
+from kafkatrail.core.settings import Settings, StackSettings
+from kafkatrail.core.topics import create_topics
+from kafkatrail.processors.dedupe import DedupeWindow
+from kafkatrail.producers.event_producer import EventProducer
+from kafkatrail.producers.simulate import simulate_to_kafka
+from kafkatrail.producers.simulator import Limit, TrafficModel, TrafficSimulator
 from kafkatrail.stack import LocalStack
 from kafkatrail.stack.processes import free_port
-from kafkatrail.topics import create_topics
-from processors.dedupe import DedupeWindow
-from producers.event_producer import EventProducer
-from producers.simulate import simulate_to_kafka
-from producers.simulator import Limit, TrafficModel, TrafficSimulator
-from trails.definitions import load_trails
-from trails.topic import apply_trails
+from kafkatrail.trails.definitions import load_trails
+from kafkatrail.trails.topic import apply_trails
 
 TRAILS = Path(__file__).parent / "five-trails.yaml"
 EVENTS_IN = "kafkatrail_processor_events_in_total"

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import orjson
 
-from kafkatrail.settings import Settings, StackSettings
+from kafkatrail.core.settings import Settings, StackSettings
+from kafkatrail.core.topics import create_topics
+from kafkatrail.producers.event_producer import EventProducer
+from kafkatrail.schemas.codec import encode_event
+from kafkatrail.schemas.validation import validate_event
 from kafkatrail.stack import LocalStack
 from kafkatrail.stack.processes import free_port
-from kafkatrail.topics import create_topics
-from producers.event_producer import EventProducer
-from schemas.codec import encode_event
-from schemas.validation import validate_event
 
 SAMPLE = (Path(__file__).parents[1] / "tests/data/real/stratus-detonation-logs"
           / "aws.credential-access.ssm-retrieve-securestring-parameters.json")

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import boto3
 
-from kafkatrail.signing_keys import SigningKeys
+from kafkatrail.sinks.digest_files import ChainId, LogFileEntry, Previous, build_digest, digest_document
+from kafkatrail.sinks.signing_keys import SigningKeys
 from kafkatrail.stack.aws_standin import start_aws_standin, wait_until_ready
 from kafkatrail.stack.processes import free_port, stop
 from kafkatrail.validate_logs import chains_in, validate
-from sinks.digest_files import ChainId, LogFileEntry, Previous, build_digest, digest_document
 
 FILES_PER_DIGEST = 100
 

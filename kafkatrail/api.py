@@ -6,7 +6,7 @@ request (region + JSON body) and returning the JSON response; a handler raises `
 error. More operations are added as more entries of that table.
 
 The trails are the ones on the trails topic (a `TrailFeed` polled by the serving process); the public keys
-are the signing-key folder's index (`kafkatrail.signing_keys`). Requests are not authenticated: the SigV4
+are the signing-key folder's index (`kafkatrail.sinks.signing_keys`). Requests are not authenticated: the SigV4
 header only tells the region. Bind it to a private address.
 """
 
@@ -25,9 +25,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from kafkatrail.settings import Settings
-from kafkatrail.signing_keys import keys_between, read_public_keys
-from trails.model import Trail
+from kafkatrail.core.settings import Settings
+from kafkatrail.sinks.signing_keys import keys_between, read_public_keys
+from kafkatrail.trails.model import Trail
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class ApiService:
     """`kafkatrail api`: serves the API in a thread while the main thread follows the trails topic."""
 
     def __init__(self, settings: Settings) -> None:
-        from trails.topic import TrailFeed
+        from kafkatrail.trails.topic import TrailFeed
 
         self.config = settings.api
         self._trails: dict[str, Trail] = {}

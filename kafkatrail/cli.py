@@ -12,10 +12,10 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaException
 
-from kafkatrail.settings import Settings, SettingsError, load_settings
+from kafkatrail.core.settings import Settings, SettingsError, load_settings
+from kafkatrail.producers.event_producer import DeliveryError, EventProducer, InvalidEventError
 from kafkatrail.stack import LocalStack, StackError
-from producers.event_producer import DeliveryError, EventProducer, InvalidEventError
-from trails.errors import TrailError
+from kafkatrail.trails.errors import TrailError
 
 
 def _stack_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def cmd_stack_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
-    from kafkatrail.topics import create_topics
+    from kafkatrail.core.topics import create_topics
 
     for name, outcome in create_topics(_settings(args)).items():
         print(f"{name}: {outcome}")
@@ -65,7 +65,7 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from producers.replay import replay
+    from kafkatrail.producers.replay import replay
 
     with EventProducer(_settings(args)) as producer:
         summary = replay(args.paths, producer, rate=args.rate, progress=not args.quiet)
@@ -74,7 +74,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def _traffic_model(args: argparse.Namespace) -> Any:
-    from producers.simulator import Burst, TrafficModel
+    from kafkatrail.producers.simulator import Burst, TrafficModel
 
     fields: dict[str, Any] = {"rate": args.rate, "seed": args.seed, "accounts": args.accounts,
                               "duplicate_rate": args.duplicates, "regions": tuple(args.regions.split(","))}
@@ -88,8 +88,8 @@ def _traffic_model(args: argparse.Namespace) -> Any:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from producers.simulate import simulate_to_files, simulate_to_kafka
-    from producers.simulator import Limit, TrafficSimulator
+    from kafkatrail.producers.simulate import simulate_to_files, simulate_to_kafka
+    from kafkatrail.producers.simulator import Limit, TrafficSimulator
 
     simulator = TrafficSimulator(_traffic_model(args))
     limit = Limit(args.count, args.duration)
@@ -107,8 +107,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_trails_apply(args: argparse.Namespace) -> int:
-    from trails.definitions import load_trails
-    from trails.topic import apply_trails
+    from kafkatrail.trails.definitions import load_trails
+    from kafkatrail.trails.topic import apply_trails
 
     for arn, outcome in sorted(apply_trails(_settings(args), load_trails(args.file)).items()):
         print(f"{arn}: {outcome}")
@@ -116,7 +116,7 @@ def cmd_trails_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_trails_list(args: argparse.Namespace) -> int:
-    from trails.topic import current_trails
+    from kafkatrail.trails.topic import current_trails
 
     for arn, trail in sorted(current_trails(_settings(args)).items()):
         print(f"{arn}: {'logging' if trail.logging else 'stopped'}")
@@ -140,13 +140,13 @@ class WorkerRole(NamedTuple):
 
 # An Insights sink is its sink on the Insights topic: it reads the sink's section, with its own port.
 WORKER_ROLES = {
-    "processors": WorkerRole("processors.worker", "ProcessorWorker", "processors"),
-    "s3": WorkerRole("sinks.s3", "S3Sink", "s3"),
-    "cloudwatch": WorkerRole("sinks.cloudwatch", "CloudWatchSink", "cloudwatch"),
-    "digests": WorkerRole("sinks.digests", "DigestWorker", "digests"),
-    "insights": WorkerRole("processors.insights_worker", "InsightsWorker", "insights"),
-    "s3-insights": WorkerRole("sinks.s3", "S3InsightSink", "s3", "insight_metrics_port"),
-    "cloudwatch-insights": WorkerRole("sinks.cloudwatch", "CloudWatchInsightSink", "cloudwatch",
+    "processors": WorkerRole("kafkatrail.processors.worker", "ProcessorWorker", "processors"),
+    "s3": WorkerRole("kafkatrail.sinks.s3", "S3Sink", "s3"),
+    "cloudwatch": WorkerRole("kafkatrail.sinks.cloudwatch", "CloudWatchSink", "cloudwatch"),
+    "digests": WorkerRole("kafkatrail.sinks.digests", "DigestWorker", "digests"),
+    "insights": WorkerRole("kafkatrail.processors.insights_worker", "InsightsWorker", "insights"),
+    "s3-insights": WorkerRole("kafkatrail.sinks.s3", "S3InsightSink", "s3", "insight_metrics_port"),
+    "cloudwatch-insights": WorkerRole("kafkatrail.sinks.cloudwatch", "CloudWatchInsightSink", "cloudwatch",
                                       "insight_metrics_port"),
 }
 
@@ -154,8 +154,8 @@ WORKER_ROLES = {
 def cmd_worker(args: argparse.Namespace) -> int:
     import importlib
 
-    from kafkatrail.logs import configure_json_logging
-    from kafkatrail.metrics import serve_metrics
+    from kafkatrail.core.logs import configure_json_logging
+    from kafkatrail.core.metrics import serve_metrics
 
     role = WORKER_ROLES[args.role]
     section: dict[str, Any] = {}
@@ -180,7 +180,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_insights_evaluate(args: argparse.Namespace) -> int:
-    from processors.insights_evaluation import evaluate
+    from kafkatrail.processors.insights_evaluation import evaluate
 
     config = _settings(args).insights.detector_config()
     try:
@@ -194,7 +194,7 @@ def cmd_insights_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_api(args: argparse.Namespace) -> int:
     from kafkatrail.api import ApiService
-    from kafkatrail.logs import configure_json_logging
+    from kafkatrail.core.logs import configure_json_logging
 
     section = {name: getattr(args, name) for name in ("host", "port") if getattr(args, name) is not None}
     settings = load_settings(args.config, **({"api": section} if section else {}))

@@ -25,20 +25,20 @@ import boto3
 import orjson
 from confluent_kafka import Producer
 
-from kafkatrail.settings import PROJECT_ROOT, Settings
+from kafkatrail.core.settings import Settings, shipped_file
+from kafkatrail.core.topics import create_topics, group_progress
+from kafkatrail.producers.event_producer import EventProducer
+from kafkatrail.producers.simulate import simulate_to_kafka
+from kafkatrail.producers.simulator import Limit, TrafficModel, TrafficSimulator
+from kafkatrail.schemas.codec import encode_event
 from kafkatrail.stack import LocalStack
 from kafkatrail.stack.processes import free_port
-from kafkatrail.topics import create_topics, group_progress
-from producers.event_producer import EventProducer
-from producers.simulate import simulate_to_kafka
-from producers.simulator import Limit, TrafficModel, TrafficSimulator
-from schemas.codec import encode_event
-from trails.definitions import load_trails
-from trails.model import Trail
-from trails.topic import apply_trails
+from kafkatrail.trails.definitions import load_trails
+from kafkatrail.trails.model import Trail
+from kafkatrail.trails.topic import apply_trails
 
 DEMO_STACK_DIR = Path(".cache/demo-stack")
-DEMO_TRAILS = PROJECT_ROOT / "deploy" / "trails.demo.yaml"
+DEMO_TRAILS = shipped_file("trails.demo.yaml")
 DEMO_SECONDS = 60
 DEMO_RATE = 100
 DEMO_DUPLICATE_RATE = 0.05

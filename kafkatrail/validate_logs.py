@@ -24,8 +24,8 @@ from typing import Any, TextIO
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from kafkatrail.signing_keys import load_pkcs1, verify
-from sinks.digest_files import ChainId, key_time, parse_time, string_to_sign, time_text
+from kafkatrail.sinks.digest_files import ChainId, key_time, parse_time, string_to_sign, time_text
+from kafkatrail.sinks.signing_keys import load_pkcs1, verify
 
 REQUIRED_MEMBERS = ("digestStartTime", "digestEndTime", "digestS3Bucket", "digestS3Object",
                     "digestPublicKeyFingerprint", "previousDigestSignature")

@@ -66,6 +66,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from kafkatrail.schemas.contract import event_minute as minute_of
+
 CALL_RATE = "ApiCallRateInsight"
 ERROR_RATE = "ApiErrorRateInsight"
 INSIGHT_TYPES = (CALL_RATE, ERROR_RATE)
@@ -223,8 +225,8 @@ def event_units(trail_arn: str, event: Mapping[str, Any], types: Iterable[str]) 
 
 
 def event_minute(event: Mapping[str, Any]) -> int:
-    text = str(event["eventTime"])
-    return int(datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()) // 60
+    """The minute since the epoch of the event's eventTime."""
+    return minute_of(str(event["eventTime"]))
 
 
 class InsightsDetector:

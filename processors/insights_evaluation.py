@@ -20,8 +20,16 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from processors.insights import CALL_RATE, ERROR_RATE, MINUTES_PER_DAY, InsightsConfig, InsightsDetector, Unit
-from producers.simulator import poisson
+from kafkatrail.processors.insights import (
+    CALL_RATE,
+    ERROR_RATE,
+    MINUTES_PER_DAY,
+    InsightsConfig,
+    InsightsDetector,
+    Unit,
+)
+from kafkatrail.producers.simulator import poisson
+from kafkatrail.schemas.contract import event_minute
 
 TRAIL = "arn:aws:cloudtrail:eu-west-1:111122223333:trail/insights-evaluation"
 ACCOUNT = "111122223333"
@@ -140,7 +148,7 @@ def _unit_of(record: dict) -> Unit:
 
 
 def _minute(record: dict) -> int:
-    return int(datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()) // 60
+    return event_minute(record["eventTime"])
 
 
 def score(scenario: Scenario, records: list[dict]) -> tuple[list[Outcome], int, int]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from processors.insights import Attributes, InsightsDetector, OpenInsight, Unit, UnitState
+from kafkatrail.processors.insights import Attributes, InsightsDetector, OpenInsight, Unit, UnitState
 
 CLOCK_KEY = b"clock"
 

@@ -1,7 +1,7 @@
 """`kafkatrail worker insights`: delivered records in, CloudTrail Insights records out, exactly once.
 
 Like the processor (processors/worker.py, which says why this is not a faust agent), this is a
-confluent-kafka transactional loop (`processors.transactional`), and the Insights state is not a faust
+confluent-kafka transactional loop (`kafkatrail.processors.transactional`), and the Insights state is not a faust
 table but a compacted changelog topic written in the same Kafka transaction as the output.
 
 It reads the delivery topic (read_committed; key `trailARN|account|region`, value CloudTrail JSON), so
@@ -31,11 +31,11 @@ from confluent_kafka import Message
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
-from kafkatrail.settings import Settings
-from processors.insights import INSIGHT_TYPES, InsightsDetector
-from processors.insights_state import changed_records, restore
-from processors.transactional import TransactionalLoop
-from trails.model import Trail
+from kafkatrail.core.settings import Settings
+from kafkatrail.processors.insights import INSIGHT_TYPES, InsightsDetector
+from kafkatrail.processors.insights_state import changed_records, restore
+from kafkatrail.processors.transactional import TransactionalLoop
+from kafkatrail.trails.model import Trail
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from processors.dedupe import DedupeWindow
-from schemas.errors import DecodeError
-from schemas.validation import InvalidEventError, validated_json
+from kafkatrail.processors.dedupe import DedupeWindow
+from kafkatrail.schemas.contract import DeliveryKey
+from kafkatrail.schemas.errors import DecodeError
+from kafkatrail.schemas.validation import InvalidEventError, validated_json
 
 
 class InputMessage(NamedTuple):
@@ -56,11 +57,6 @@ class BatchOutcome:
     selected: Counter[str] = field(default_factory=Counter)  # by trail ARN
 
 
-def delivery_key(trail_arn: str, record: dict[str, Any]) -> bytes:
-    """`trailARN|account|region`: one log-file stream of one trail."""
-    return f"{trail_arn}|{record['recipientAccountId']}|{record['awsRegion']}".encode()
-
-
 class EventPipeline:
     """Decode, validate, dedupe and select, batch by batch."""
 
@@ -93,6 +89,6 @@ class EventPipeline:
                 continue
             outcome.first_seen[bucket].append(event_id)
             for trail in select(record):
-                deliveries.append((delivery_key(trail.arn, record), body))
+                deliveries.append((DeliveryKey.of_record(trail.arn, record).encode(), body))
                 outcome.selected[trail.arn] += 1
         return outcome

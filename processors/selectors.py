@@ -1,7 +1,7 @@
 """Which trails log a record: CloudTrail's scope rules and event selector semantics, compiled per trail.
 
 Runs per event per trail, so each trail is compiled once into closures over frozensets and tuples;
-matching allocates nothing. Records are validated CloudTrail records (``schemas.validation``):
+matching allocates nothing. Records are validated CloudTrail records (``kafkatrail.schemas.validation``):
 plain dicts, ``readOnly`` a bool, ``resources`` a list of ``{"ARN", "type", "accountId"}``.
 
 Scope (spec/selectors.md §1), checked before selectors:
@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
-from trails.model import Trail
-from trails.selector_rules import (
+from kafkatrail.trails.model import Trail
+from kafkatrail.trails.selector_rules import (
     DATA_RESOURCE_SERVICES,
     DESELECT_OPERATORS,
     SELECT_OPERATORS,

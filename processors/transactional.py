@@ -23,10 +23,10 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from kafkatrail.settings import Settings
-from kafkatrail.topics import reader, until_end
-from trails.model import Trail
-from trails.topic import TrailFeed
+from kafkatrail.core.settings import Settings
+from kafkatrail.core.topics import reader, until_end
+from kafkatrail.trails.model import Trail
+from kafkatrail.trails.topic import TrailFeed
 
 log = logging.getLogger(__name__)
 

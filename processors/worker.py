@@ -16,7 +16,7 @@ Exactly-once argument
     The processor holds two kinds of state: the consumed offsets of the events topic and the dedupe
     window of each partition. Both are written only inside the Kafka transaction that also carries the
     batch's output: the delivery records, the dead-letter records, one changelog record per partition
-    with the eventIDs first seen in the batch (`processors.dedupe`), and the offsets
+    with the eventIDs first seen in the batch (`kafkatrail.processors.dedupe`), and the offsets
     (`send_offsets_to_transaction`). The transaction commits all of it or none of it.
 
     - A crash before the commit leaves the transaction open. The restarted processor has the same
@@ -47,14 +47,15 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from kafkatrail.settings import Settings
-from processors.dedupe import DedupeWindow, changelog_record
-from processors.metrics import ProcessorMetrics
-from processors.pipeline import BatchOutcome, EventPipeline, InputMessage
-from processors.selectors import Selection
-from processors.transactional import TransactionalLoop
-from schemas.codec import default_codec
-from trails.model import Trail
+from kafkatrail.core.settings import Settings
+from kafkatrail.processors.dedupe import DedupeWindow, changelog_record
+from kafkatrail.processors.metrics import ProcessorMetrics
+from kafkatrail.processors.pipeline import BatchOutcome, EventPipeline, InputMessage
+from kafkatrail.processors.selectors import Selection
+from kafkatrail.processors.transactional import TransactionalLoop
+from kafkatrail.schemas.codec import default_codec
+from kafkatrail.schemas.contract import DETAIL_HEADER, REASON_HEADER, SOURCE_HEADER
+from kafkatrail.trails.model import Trail
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +98,9 @@ class ProcessorWorker(TransactionalLoop[DedupeWindow]):
         for rejected in outcome.rejected:
             source = rejected.message
             produce(self.topics.dlq, source.key, source.value, headers=[
-                ("kafkatrail.reason", rejected.reason.encode()),
-                ("kafkatrail.detail", rejected.detail.encode()),
-                ("kafkatrail.source", f"{self.topics.events}/{partition}/{source.offset}".encode()),
+                (REASON_HEADER, rejected.reason.encode()),
+                (DETAIL_HEADER, rejected.detail.encode()),
+                (SOURCE_HEADER, f"{self.topics.events}/{partition}/{source.offset}".encode()),
             ])
         for bucket, event_ids in outcome.first_seen.items():
             produce(self.topics.dedupe_changelog, None, changelog_record(bucket, event_ids), partition=partition)

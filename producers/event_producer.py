@@ -21,9 +21,9 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import Counter
 
-from kafkatrail.settings import Settings
-from schemas.codec import EventCodec, make_codec
-from schemas.validation import InvalidEventError, validate_event
+from kafkatrail.core.settings import Settings
+from kafkatrail.schemas.codec import EventCodec, make_codec
+from kafkatrail.schemas.validation import InvalidEventError, validate_event
 
 __all__ = ["DeliveryError", "EventProducer", "InvalidEventError"]
 

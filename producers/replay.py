@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
-from producers.event_producer import EventProducer, InvalidEventError
+from kafkatrail.producers.event_producer import EventProducer, InvalidEventError
 
 GZIP_MAGIC = b"\x1f\x8b"
 EXAMPLES_PER_REASON = 3

@@ -8,9 +8,9 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from producers.event_producer import EventProducer
-from producers.simulator import Limit, Record, TrafficSimulator
-from sinks.log_files import log_file_body, log_file_key, unique_part
+from kafkatrail.producers.event_producer import EventProducer
+from kafkatrail.producers.simulator import Limit, Record, TrafficSimulator
+from kafkatrail.schemas.log_files import log_file_body, log_file_key, unique_part
 
 LOG_FILE_PERIOD = timedelta(minutes=5)
 

@@ -15,14 +15,14 @@
     ``tlsDetails`` …) and any named member whose value does not fit its typed field (JSON ``null``,
     another JSON type, an integer beyond 64 bits). Decoding merges it back.
 
-  Converters are compiled from the schema (:mod:`schemas.compiled`), so code and ``.avsc`` agree.
+  Converters are compiled from the schema (:mod:`kafkatrail.schemas.compiled`), so code and ``.avsc`` agree.
 
 * :class:`SingleObjectCodec`, the default: Avro single-object encoding, i.e. the marker ``C3 01``,
   the CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form as 8 little-endian
   bytes, then the binary body. A reader decodes every schema it knows by fingerprint
   (:class:`KnownSchemas`: the current ``cloudtrail_event.avsc`` plus older versions kept beside it
   as ``cloudtrail_event.v<N>.avsc``), each with its own compiled reader, so nothing an older writer
-  wrote is dropped. Bodies are written and read by :class:`schemas.binary.BinaryRecord` (compiled
+  wrote is dropped. Bodies are written and read by :class:`kafkatrail.schemas.binary.BinaryRecord` (compiled
   to C), which produces the same bytes as fastavro at a small fraction of its cost on this wide schema.
 
 * :class:`ConfluentCodec`: Confluent Schema Registry framing (magic byte ``0``, 4-byte big-endian

@@ -4,7 +4,7 @@ From one ``.avsc`` record schema two things are built:
 
 * :class:`RecordConverter`: CloudTrail JSON object <-> Avro datum (a dict fastavro and the
   Confluent serializers understand);
-* :func:`compile_binary`: the plan of :class:`schemas.binary.BinaryRecord`, which turns a CloudTrail
+* :func:`compile_binary`: the plan of :class:`kafkatrail.schemas.binary.BinaryRecord`, which turns a CloudTrail
   JSON object into an Avro binary body and back directly, in C. It is the hot path: it writes
   exactly the bytes ``fastavro.schemaless_writer`` writes for ``RecordConverter.to_avro`` (the tests
   hold it to that) at a fraction of the cost.
@@ -315,5 +315,5 @@ def _compile_binary_complex(avro_type: Any, namespace: str, names: _Names, where
 
 
 def compile_binary(schema: Mapping[str, Any]) -> BinaryRecord:
-    """Compile the Avro body codec (:class:`schemas.binary.BinaryRecord`) of a top-level record schema."""
+    """Compile the Avro body codec (:class:`kafkatrail.schemas.binary.BinaryRecord`) of a top-level record schema."""
     return _compile_binary(schema, "", _Names())

@@ -3,7 +3,7 @@
 What goes where
     Records of trails that have a ``CloudWatchLogsLogGroupArn`` become one log event each: the message is
     the record's JSON exactly as on the delivery topic, the timestamp its ``eventTime`` in ms, the stream
-    ``<account>_CloudTrail_<region>`` (organization trails: see ``sinks.cloudwatch_batches``). Records of
+    ``<account>_CloudTrail_<region>`` (organization trails: see ``kafkatrail.sinks.cloudwatch_batches``). Records of
     trails without a log group, of unknown (deleted) trails and records over 256 KB are skipped and counted
     (``kafkatrail_cloudwatch_events_skipped_total{reason}``); the S3 sink still delivers them.
 
@@ -58,8 +58,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from kafkatrail.settings import Settings
-from sinks.cloudwatch_batches import (
+from kafkatrail.core.settings import Settings
+from kafkatrail.schemas.contract import DeliveryKey
+from kafkatrail.sinks.cloudwatch_batches import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
     Destination,
@@ -69,9 +70,9 @@ from sinks.cloudwatch_batches import (
     plan_batches,
     rejected_events,
 )
-from sinks.cloudwatch_metrics import CloudWatchMetrics
-from trails.model import Trail
-from trails.topic import TrailFeed
+from kafkatrail.sinks.cloudwatch_metrics import CloudWatchMetrics
+from kafkatrail.trails.model import Trail
+from kafkatrail.trails.topic import TrailFeed
 
 log = logging.getLogger(__name__)
 
@@ -316,13 +317,13 @@ class CloudWatchSink:
     def _buffer(self, message: Message) -> bool:
         """Buffer the message's record for its stream; False if it is skipped (and counted)."""
         try:
-            trail_arn, account, region = (message.key() or b"").decode().rsplit("|", 2)
-        except ValueError:
-            return self._skipped("unreadable", message, "key: must be trailARN|account|region")
-        trail = self.trails.get(trail_arn)
+            key = DeliveryKey.decode(message.key())
+        except (ValueError, UnicodeDecodeError) as exc:
+            return self._skipped("unreadable", message, str(exc))
+        trail = self.trails.get(key.trail_arn)
         if trail is None:
-            return self._skipped("unknown_trail", message, trail_arn)
-        target = destination(trail, account, region)
+            return self._skipped("unknown_trail", message, key.trail_arn)
+        target = destination(trail, key.account, key.region)
         if target is None:
             return self._skipped("no_log_group", message)
         try:

@@ -29,13 +29,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import NamedTuple
 
 import orjson
 
-from trails.model import Trail
+from kafkatrail.schemas.contract import event_time_ms, scan_event_time
+from kafkatrail.trails.model import Trail
 
 MAX_BATCH_EVENTS = 10_000
 MAX_BATCH_BYTES = 1_048_576
@@ -43,8 +43,6 @@ EVENT_OVERHEAD_BYTES = 26
 MAX_BATCH_SPAN_MS = 24 * 3_600_000
 MAX_MESSAGE_BYTES = 262_144
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
 _LOG_GROUP_ARN = re.compile(r"arn:[a-z0-9-]+:logs:(?P<region>[a-z0-9-]+):[0-9]{12}:log-group:(?P<name>[^:]+)(?::\*)?")
 
 
@@ -82,14 +80,6 @@ def destination(trail: Trail, account: str, region: str) -> Destination | None:
     return Destination(group_region, group, stream_name(trail, account, region))
 
 
-def event_time_ms(event_time: str) -> int:
-    """An ISO-8601 ``eventTime`` (``2024-08-01T13:33:28Z``, fractions allowed) in ms since the epoch, exactly."""
-    moment = datetime.fromisoformat(event_time)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _ONE_MS
-
-
 @dataclass(frozen=True, slots=True)
 class PendingEvent:
     """One record waiting for PutLogEvents, with the delivery-topic position it came from."""
@@ -104,16 +94,16 @@ class PendingEvent:
     def from_record(cls, value: bytes, partition: int = 0, offset: int = 0) -> PendingEvent:
         """The event for a delivery-topic value; raises ValueError naming what is wrong with it."""
         try:
-            event_time = orjson.loads(value)["eventTime"]
             message = value.decode("utf-8")
+            event_time = scan_event_time(value)
         except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"record: not UTF-8 JSON ({exc})") from None
-        except (KeyError, TypeError):
-            raise ValueError("eventTime: missing (the record must be a JSON object with an eventTime)") from None
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
         try:
             timestamp = event_time_ms(event_time)
-        except (TypeError, ValueError):
-            raise ValueError(f"eventTime: must be an ISO-8601 timestamp (got {event_time!r})") from None
+        except ValueError:
+            raise ValueError(f"eventTime: must be an ISO-8601 timestamp (got {event_time[:40]!r})") from None
         return cls(timestamp, message, len(value), partition, offset)
 
     @property

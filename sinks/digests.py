@@ -1,6 +1,6 @@
 """`kafkatrail worker digests`: one signed digest file per period for each (trail, account, region) chain.
 
-Input: the S3 sink's journal (`sinks.journal`). A `stored` record is written only after PutObject succeeded,
+Input: the S3 sink's journal (`kafkatrail.sinks.journal`). A `stored` record is written only after PutObject succeeded,
 and a file rebuilt after a sink crash has the same bytes under the same key, so a stored file's SHA-256 is
 final: it can be listed at once. Repeated `stored` records of one key are listed once.
 
@@ -38,9 +38,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
-from kafkatrail.settings import Settings
-from kafkatrail.signing_keys import SigningKeys
-from sinks.digest_files import (
+from kafkatrail.core.settings import Settings
+from kafkatrail.schemas.contract import DeliveryKey
+from kafkatrail.sinks.digest_files import (
     ChainId,
     LogFileEntry,
     Previous,
@@ -51,9 +51,10 @@ from sinks.digest_files import (
     period_end_after,
     previous_from_digest,
 )
-from sinks.journal import FileSpan
-from trails.model import Trail
-from trails.topic import TrailFeed
+from kafkatrail.sinks.journal import FileSpan
+from kafkatrail.sinks.signing_keys import SigningKeys
+from kafkatrail.trails.model import Trail
+from kafkatrail.trails.topic import TrailFeed
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,8 @@ class DigestWorker:
         kind, span = FileSpan.from_journal(message.value())
         if kind != "stored":
             return
-        trail_arn, account, region = span.delivery_key.split("|")
+        key = DeliveryKey.decode(span.delivery_key)
+        trail_arn, account, region = key.trail_arn, key.account, key.region
         state = self.chains.get((trail_arn, account, region))
         if state is None:
             trail = self.trails.get(trail_arn)

@@ -1,7 +1,7 @@
 """`kafkatrail worker s3`: the delivery topic into CloudTrail log files in S3, exactly once, plus notifications.
 
 A plain confluent-kafka consumer (group `s3.group_id`, read_committed, manual commits). Records are
-batched per delivery key (trail, account, region) by `sinks.s3_batches`; a closed batch becomes one
+batched per delivery key (trail, account, region) by `kafkatrail.sinks.s3_batches`; a closed batch becomes one
 log file: `{"Records":[...]}` in one gzip member, at the key spec/delivery.md gives, SSE-S3 or SSE-KMS
 when the trail has a KmsKeyId.
 
@@ -12,13 +12,13 @@ Exactly once in S3, the argument:
 2. The file is then stored with PutObject, retried with backoff until S3 takes it (never dropped; while
    S3 is down the sink waits and lag grows). The journal gets a `stored` record.
 3. The committed offset is the first record of the oldest batch that is still open or closed but not yet
-   stored (`sinks.s3_batches`), computed only from the records the sink was handed, never from the
+   stored (`kafkatrail.sinks.s3_batches`), computed only from the records the sink was handed, never from the
    consumer's `position()`. The commit's metadata holds the journal offset from which every span that
    reaches past the committed offset can be read again.
 4. On (re)assignment the sink reads those spans and resumes at the committed offset: records of spans
    that began before it are skipped (stored before that commit), spans that began after it are rebuilt
    under their journaled key from the same records (same bytes: PutObject overwrites an identical
-   object), and everything else is batched afresh (`sinks.s3_batches`).
+   object), and everything else is batched afresh (`kafkatrail.sinks.s3_batches`).
 `kafkatrail worker s3-insights` (`S3InsightSink`) is the same sink on the Insights topic: Insights files
 under `CloudTrail-Insight` (spec/delivery.md §1.2), its own consumer group and journal topic, so the
 digest worker, which lists the log files of the log-file journal, never lists an Insights file.
@@ -50,13 +50,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from kafkatrail.settings import Settings
-from kafkatrail.topics import reader, until_end
-from sinks.journal import FileSpan
-from sinks.log_files import compress, log_file_content, log_file_key, unique_part
-from sinks.s3_batches import ClosedBatch, PartitionBatches
-from trails.model import Trail
-from trails.topic import TrailFeed
+from kafkatrail.core.settings import Settings
+from kafkatrail.core.topics import reader, until_end
+from kafkatrail.schemas.contract import DeliveryKey, Notification, event_time_ms, scan_event_time
+from kafkatrail.schemas.log_files import compress, log_file_content, log_file_key, unique_part
+from kafkatrail.sinks.journal import FileSpan
+from kafkatrail.sinks.s3_batches import ClosedBatch, PartitionBatches
+from kafkatrail.trails.model import Trail
+from kafkatrail.trails.topic import TrailFeed
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,6 @@ KAFKA_TIMEOUT_S = 30.0
 AWS_CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=15, retries={"max_attempts": 3, "mode": "standard"})
 COMMIT_EVERY_S = 1.0
 STORE_THREADS = 8
-EVENT_TIME_MARK = b'"eventTime":"'
 PERMANENT_SNS_ERRORS = frozenset({"NotFound", "NotFoundException", "AuthorizationError", "InvalidParameter",
                                   "InvalidParameterValue"})
 
@@ -215,18 +215,18 @@ class S3Sink:
         """
         files: list[_File] = []
         for partition, batch in closed:
-            trail_arn, account, region = batch.delivery_key.split("|")
-            trail = self.trails.get(trail_arn)
+            key = DeliveryKey.decode(batch.delivery_key)
+            trail = self.trails.get(key.trail_arn)
             if batch.replaying is None and trail is None:
                 self.metrics.skipped.labels("trail_deleted").inc(len(batch.values))
-                log.warning("records of a deleted trail not written", extra={"trail_arn": trail_arn,
+                log.warning("records of a deleted trail not written", extra={"trail_arn": key.trail_arn,
                                                                             "records": len(batch.values)})
                 self._settled(partition, batch)
                 continue
             content = log_file_content(batch.values)
             body = compress(content, self.config.gzip_level)
-            times = [_event_time(value) for value in batch.values]
-            span = batch.replaying or self._new_span(partition, batch, trail, account, region, content, body, times)
+            times = [scan_event_time(value) for value in batch.values]
+            span = batch.replaying or self._new_span(partition, batch, trail, key, content, body, times)
             files.append(_File(span, body, trail, batch, times))
         self._journal([file.span for file in files if file.batch.replaying is None])
         list(self._pool.map(lambda file: self._put(file.span, file.body, file.trail), files))
@@ -243,14 +243,15 @@ class S3Sink:
         if batches is not None:
             batches.settled(batch)
 
-    def _new_span(self, partition: int, batch: ClosedBatch, trail: Trail, account: str, region: str,
-                  content: bytes, body: bytes, times: list[str]) -> FileSpan:
+    def _new_span(self, partition: int, batch: ClosedBatch, trail: Trail, key: DeliveryKey, content: bytes,
+                  body: bytes, times: list[str]) -> FileSpan:
         delivered_at = datetime.now(UTC)
         return FileSpan(
             partition=partition, delivery_key=batch.delivery_key, first_offset=batch.first_offset,
             last_offset=batch.last_offset, bucket=trail.s3_bucket_name,
-            object_key=log_file_key(account, region, delivered_at, unique_part(), prefix=trail.s3_key_prefix or "",
-                                    organization_id=trail.organization_id, kind=self.kind),
+            object_key=log_file_key(key.account, key.region, delivered_at, unique_part(),
+                                    prefix=trail.s3_key_prefix or "", organization_id=trail.organization_id,
+                                    kind=self.kind),
             records=len(batch.values), sha256=hashlib.sha256(content).hexdigest(), compressed_bytes=len(body),
             oldest_event_time=min(times), newest_event_time=max(times),
             delivered_at=delivered_at.isoformat(timespec="seconds").replace("+00:00", "Z"))
@@ -287,7 +288,7 @@ class S3Sink:
             Bucket=span.bucket, Key=span.object_key, Body=body, **encryption))
 
     def _notify(self, span: FileSpan, trail: Trail | None) -> None:
-        notice = orjson.dumps({"s3Bucket": span.bucket, "s3ObjectKey": [span.object_key]})
+        notice = Notification(span.bucket, (span.object_key,)).encode()
         self.journal.produce(self.topics.notifications, notice, span.trail_arn.encode())
         if trail is None or not trail.sns_topic_name:
             return
@@ -330,7 +331,7 @@ class S3Sink:
         self.metrics.bytes.inc(len(file.body))
         self.metrics.events.inc(len(file.times))
         now = time.time()
-        epoch = {text: datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() for text in set(file.times)}
+        epoch = {text: event_time_ms(text) / 1000 for text in set(file.times)}
         observe = self.metrics.latency.observe
         for text in file.times:
             observe(now - epoch[text])
@@ -411,8 +412,3 @@ class S3InsightSink(S3Sink):
     def __init__(self, settings: Settings, metrics: S3SinkMetrics | None = None) -> None:
         super().__init__(settings, metrics, insights=True)
 
-
-def _event_time(json_record: bytes) -> str:
-    """The eventTime of a compact CloudTrail JSON record, without parsing the record."""
-    start = json_record.find(EVENT_TIME_MARK) + len(EVENT_TIME_MARK)
-    return json_record[start:json_record.index(b'"', start)].decode()

@@ -3,7 +3,7 @@
 A delivery partition interleaves many delivery keys (`trailARN|account|region`); each key has at most
 one open batch. A batch closes at `max_records`, at `max_bytes` of JSON, or `flush_interval_s` after it
 opened (wall clock, checked even when nothing arrives). The closed batch becomes a `ClosedBatch`; the
-worker journals it (`sinks.journal`), stores it, and reports it `settled`; only then may the partition's
+worker journals it (`kafkatrail.sinks.journal`), stores it, and reports it `settled`; only then may the partition's
 offset move past it.
 
 Where a commit may go (`commit_offset`) is derived only from what this object was handed: the first record
@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from sinks.journal import FileSpan
+from kafkatrail.sinks.journal import FileSpan
 
 
 @dataclass

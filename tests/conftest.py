@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kafkatrail.settings import StackSettings
+from kafkatrail.core.settings import StackSettings
 from kafkatrail.stack import Endpoints, LocalStack
 from kafkatrail.stack.processes import free_port
 

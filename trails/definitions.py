@@ -22,11 +22,11 @@ in one mapping is an error rather than a silent override. Quote account ids in Y
 (``"011122223333"``): unquoted, YAML reads a number and the trail is refused.
 
 A bad file raises one :class:`TrailError` whose message starts with the file and the entry
-(``trails.yaml: Trails[2]: trail 'audit': AdvancedEventSelectors[0]...``); problems with the file
+(``kafkatrail.trails.yaml: Trails[2]: trail 'audit': AdvancedEventSelectors[0]...``); problems with the file
 itself (syntax, top-level shape, a key given twice) are ``InvalidParameterException``.
 
-Each trail is checked as :class:`trails.model.Trail` checks it, then against the trails before it
-in the file (names and the 5-trails-per-region limit, :func:`trails.validation.check_can_add`).
+Each trail is checked as :class:`kafkatrail.trails.model.Trail` checks it, then against the trails before it
+in the file (names and the 5-trails-per-region limit, :func:`kafkatrail.trails.validation.check_can_add`).
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from typing import Any, TextIO
 
 import yaml
 
-from trails import members
-from trails.errors import TrailError
-from trails.model import Trail, trail_from_members
-from trails.validation import check_can_add
+from kafkatrail.trails import members
+from kafkatrail.trails.errors import TrailError
+from kafkatrail.trails.model import Trail, trail_from_members
+from kafkatrail.trails.validation import check_can_add
 
 _PARAMETER = "InvalidParameterException"
 

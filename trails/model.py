@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trails import members
-from trails.errors import TrailError, trail_label
-from trails.regions import partition_of
-from trails.validation import validate_trail
+from kafkatrail.trails import members
+from kafkatrail.trails.errors import TrailError, trail_label
+from kafkatrail.trails.regions import partition_of
+from kafkatrail.trails.validation import validate_trail
 
 JsonObject = dict[str, Any]
 _TUPLE_ATTRIBUTES = ("event_selectors", "advanced_event_selectors", "insight_selectors", "tags")
@@ -28,7 +28,7 @@ _TUPLE_ATTRIBUTES = ("event_selectors", "advanced_event_selectors", "insight_sel
 
 @dataclass(frozen=True, kw_only=True)
 class Trail:
-    """One trail. Constructing it validates it (``trails.validation``), so every Trail obeys CloudTrail's rules.
+    """One trail. Constructing it validates it (``kafkatrail.trails.validation``): every Trail obeys CloudTrail.
 
     Selectors are kept in AWS's shapes (tuples of the JSON objects PutEventSelectors and
     PutInsightSelectors take); ``event_selectors`` and ``advanced_event_selectors`` are None when

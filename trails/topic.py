@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from kafkatrail.settings import Settings
-from kafkatrail.topics import reader, until_end
-from trails.errors import TrailError
-from trails.model import Trail
+from kafkatrail.core.settings import Settings
+from kafkatrail.core.topics import reader, until_end
+from kafkatrail.trails.errors import TrailError
+from kafkatrail.trails.model import Trail
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
-from trails import members
-from trails.errors import TrailError, trail_label
-from trails.regions import partition_of
-from trails.selector_rules import advanced_selectors_problem, basic_selectors_problem, logged_events
-from trails.service_model import model_error
+from kafkatrail.trails import members
+from kafkatrail.trails.errors import TrailError, trail_label
+from kafkatrail.trails.regions import partition_of
+from kafkatrail.trails.selector_rules import advanced_selectors_problem, basic_selectors_problem, logged_events
+from kafkatrail.trails.service_model import model_error
 
 if TYPE_CHECKING:
-    from trails.model import Trail
+    from kafkatrail.trails.model import Trail
 
 MAX_TRAILS_PER_REGION: Final = 5
 MAX_S3_PREFIX: Final = 200

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kafkatrail.settings import StackSettings
+from kafkatrail.core.settings import StackSettings
 from kafkatrail.stack import aws_standin, kafka_broker
 from kafkatrail.stack.kafka_jars import KafkaJars
 from kafkatrail.stack.processes import (

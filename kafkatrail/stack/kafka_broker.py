@@ -12,9 +12,10 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from kafkatrail.core.settings import shipped_file
 from kafkatrail.stack.processes import StackError, is_running, start_detached, tail
 
-LOG4J_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "log4j.properties"
+LOG4J_CONFIG = shipped_file("kafka/log4j.properties")
 MAIN_CLASS = "kafka.Kafka"
 
 

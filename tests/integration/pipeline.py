@@ -16,13 +16,14 @@ from typing import Any
 import orjson
 from confluent_kafka import Message, TopicPartition
 
-from kafkatrail.settings import Settings
+from kafkatrail.core.settings import Settings
+from kafkatrail.core.topics import create_topics, group_progress, reader, until_end
+from kafkatrail.processors.selectors import Selection
+from kafkatrail.producers.event_producer import EventProducer
+from kafkatrail.producers.simulator import Limit, TrafficModel, TrafficSimulator
+from kafkatrail.schemas.contract import DeliveryKey
 from kafkatrail.stack import Endpoints
-from kafkatrail.topics import create_topics, group_progress, reader, until_end
-from processors.selectors import Selection
-from producers.event_producer import EventProducer
-from producers.simulator import Limit, TrafficModel, TrafficSimulator
-from trails.definitions import load_trails
+from kafkatrail.trails.definitions import load_trails
 
 TRAILS = load_trails(Path(__file__).parents[2] / "deploy" / "trails.demo.yaml")
 START = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -155,7 +156,7 @@ def delivered_pairs(settings: Settings) -> Counter[tuple[str, str]]:
     """(trail ARN, eventID) -> copies in the delivery topic."""
     pairs: Counter[tuple[str, str]] = Counter()
     for message in read_topic(settings, settings.topics.delivery):
-        trail_arn = message.key().decode().split("|")[0]
+        trail_arn = DeliveryKey.decode(message.key()).trail_arn
         pairs[trail_arn, orjson.loads(message.value())["eventID"]] += 1
     return pairs
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from kafkatrail.trails.topic import apply_trails
 from tests.integration.pipeline import Workers, expected_pairs, publish, simulate
 from tests.integration.test_s3_sink import (
     aws_resources,
@@ -24,7 +25,6 @@ from tests.integration.test_s3_sink import (
     stored_files,
     wait_until_stored,
 )
-from trails.topic import apply_trails
 
 EVENTS = 4_000
 STOPS = 7

@@ -24,13 +24,14 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
-from kafkatrail.settings import Settings
+from kafkatrail.core.settings import Settings
+from kafkatrail.core.topics import create_topics, group_progress
+from kafkatrail.schemas.contract import DeliveryKey
+from kafkatrail.sinks.cloudwatch import CloudWatchSink
+from kafkatrail.sinks.cloudwatch_metrics import CloudWatchMetrics
 from kafkatrail.stack import Endpoints
-from kafkatrail.topics import create_topics, group_progress
-from sinks.cloudwatch import CloudWatchSink
-from sinks.cloudwatch_metrics import CloudWatchMetrics
-from trails.model import Trail
-from trails.topic import apply_trails
+from kafkatrail.trails.model import Trail
+from kafkatrail.trails.topic import apply_trails
 
 ORG_ACCOUNT = "999988887777"
 MEMBERS = ("111122223333", "444455556666")
@@ -186,7 +187,7 @@ def test_records_of_trails_with_a_log_group_reach_their_streams(settings: Settin
 
     def deliver(trail_arn: str, record: dict[str, Any], stream: tuple[str, str, str] | None) -> bytes:
         value = orjson.dumps(record)
-        deliveries.append((f"{trail_arn}|{record['recipientAccountId']}|{record['awsRegion']}".encode(), value))
+        deliveries.append((DeliveryKey.of_record(trail_arn, record).encode(), value))
         if stream is not None:
             event_ms = int(datetime.fromisoformat(record["eventTime"]).timestamp() * 1000)
             expected.setdefault(stream, []).append((event_ms, value.decode()))

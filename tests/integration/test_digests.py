@@ -24,14 +24,14 @@ from typing import Any
 import boto3
 import pytest
 
-from kafkatrail.signing_keys import SigningKeys, load_pkcs1, read_public_keys, verify
+from kafkatrail.core.topics import create_topics
+from kafkatrail.sinks.signing_keys import SigningKeys, load_pkcs1, read_public_keys, verify
 from kafkatrail.stack import Endpoints
 from kafkatrail.stack.processes import free_port
-from kafkatrail.topics import create_topics
+from kafkatrail.trails.model import Trail
+from kafkatrail.trails.topic import apply_trails
 from tests.integration.pipeline import Workers, fresh_settings, publish, simulate
 from tests.integration.test_s3_sink import wait_until_stored
-from trails.model import Trail
-from trails.topic import apply_trails
 
 AWSCLI_VERSION = "1.46.2"
 AWSCLI_VENV = Path(".cache/awscli-venv")

@@ -18,12 +18,12 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from kafkatrail.settings import Settings
+from kafkatrail.core.settings import Settings
+from kafkatrail.core.topics import create_topics
 from kafkatrail.stack import Endpoints
-from kafkatrail.topics import create_topics
+from kafkatrail.trails.model import Trail
+from kafkatrail.trails.topic import apply_trails
 from tests.integration.pipeline import Workers, fresh_settings, publish, read_topic, simulate, wait_for_progress
-from trails.model import Trail
-from trails.topic import apply_trails
 
 TRAIL = Trail(name="insights", home_region="eu-west-1", account_id="111122223333", s3_bucket_name="insights-logs",
               insight_selectors=({"InsightType": "ApiCallRateInsight"}, {"InsightType": "ApiErrorRateInsight"}))

@@ -13,10 +13,11 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from kafkatrail.settings import Settings
+from kafkatrail.core.settings import Settings
+from kafkatrail.core.topics import create_topics
+from kafkatrail.schemas.codec import encode_event
 from kafkatrail.stack import Endpoints
-from kafkatrail.topics import create_topics
-from schemas.codec import encode_event
+from kafkatrail.trails.topic import apply_trails
 from tests.integration.pipeline import (
     TRAILS,
     Workers,
@@ -28,7 +29,6 @@ from tests.integration.pipeline import (
     simulate,
     wait_for_progress,
 )
-from trails.topic import apply_trails
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import REGISTRY
 
-from kafkatrail.settings import Settings
+from kafkatrail.core.settings import Settings
+from kafkatrail.producers.event_producer import EventProducer, InvalidEventError
+from kafkatrail.producers.replay import replay
+from kafkatrail.producers.simulate import simulate_to_files, simulate_to_kafka
+from kafkatrail.producers.simulator import Limit, TrafficModel, TrafficSimulator
+from kafkatrail.schemas.codec import decode_event
 from kafkatrail.stack import Endpoints
-from producers.event_producer import EventProducer, InvalidEventError
-from producers.replay import replay
-from producers.simulate import simulate_to_files, simulate_to_kafka
-from producers.simulator import Limit, TrafficModel, TrafficSimulator
-from schemas.codec import decode_event
 
 REAL_DATA = Path(__file__).parents[1] / "data" / "real"
 

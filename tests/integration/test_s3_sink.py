@@ -19,10 +19,12 @@ from pathlib import Path
 import boto3
 import orjson
 
+from kafkatrail.core.topics import group_progress
 from kafkatrail.stack import Endpoints
 from kafkatrail.stack.aws_standin import start_aws_standin, wait_until_ready
 from kafkatrail.stack.processes import free_port, stop
-from kafkatrail.topics import group_progress
+from kafkatrail.trails.model import Trail
+from kafkatrail.trails.topic import apply_trails
 from tests.integration.pipeline import (
     TRAILS,
     Workers,
@@ -33,8 +35,6 @@ from tests.integration.pipeline import (
     simulate,
     wait_for_progress,
 )
-from trails.model import Trail
-from trails.topic import apply_trails
 
 LOG_FILE_KEY = re.compile(
     r"^(?:(?P<prefix>.+)/)?AWSLogs/(?:(?P<org>o-[a-z0-9]{10,32})/)?(?P<acct>\d{12})/CloudTrail/(?P<region>[a-z0-9-]+)/"

@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from kafkatrail.settings import PROJECT_ROOT
 from kafkatrail.stack import Endpoints
 from kafkatrail.stack.aws_standin import is_our_standin
 from kafkatrail.stack.processes import command_line, find_processes, free_port, is_running
 
-JAR_CACHE = PROJECT_ROOT / ".cache" / "kafka"
+REPOSITORY = Path(__file__).resolve().parents[2]
+JAR_CACHE = REPOSITORY / ".cache" / "kafka"
 
 
 def kafkatrail(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "kafkatrail.cli", *args], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, env=env or dict(os.environ), timeout=180)
+                          cwd=REPOSITORY, env=env or dict(os.environ), timeout=180)
 
 
 def exports(stdout: str) -> dict[str, str]:

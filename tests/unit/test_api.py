@@ -16,8 +16,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from kafkatrail.api import CloudTrailApi, make_handler
-from kafkatrail.signing_keys import SigningKeys
-from trails.model import Trail
+from kafkatrail.sinks.signing_keys import SigningKeys
+from kafkatrail.trails.model import Trail
 
 HOME = Trail(name="audit", home_region="eu-west-1", account_id="111122223333", s3_bucket_name="audit-bucket",
              s3_key_prefix="p", is_multi_region_trail=True, log_file_validation_enabled=True,

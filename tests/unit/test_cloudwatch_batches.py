@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from sinks.cloudwatch_batches import (
+from kafkatrail.schemas.contract import event_time_ms
+from kafkatrail.sinks.cloudwatch_batches import (
     EVENT_OVERHEAD_BYTES,
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
@@ -17,12 +18,11 @@ from sinks.cloudwatch_batches import (
     PendingEvent,
     PendingOffsets,
     destination,
-    event_time_ms,
     log_group_of,
     plan_batches,
     rejected_events,
 )
-from trails.model import Trail
+from kafkatrail.trails.model import Trail
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T0 = event_time_ms("2024-05-01T00:00:00Z")

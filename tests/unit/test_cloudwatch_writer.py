@@ -15,10 +15,10 @@ import pytest
 from botocore.stub import Stubber
 from prometheus_client import CollectorRegistry
 
+from kafkatrail.sinks.cloudwatch import LogEventsWriter
+from kafkatrail.sinks.cloudwatch_batches import Destination, PendingEvent
+from kafkatrail.sinks.cloudwatch_metrics import CloudWatchMetrics
 from kafkatrail.stack.processes import free_port
-from sinks.cloudwatch import LogEventsWriter
-from sinks.cloudwatch_batches import Destination, PendingEvent
-from sinks.cloudwatch_metrics import CloudWatchMetrics
 
 TARGET = Destination("eu-west-1", "CloudTrail/audit", "111122223333_CloudTrail_eu-west-1")
 BATCH = [PendingEvent.from_record(f'{{"eventTime":"2024-05-01T00:00:0{i}Z","n":{i}}}'.encode(), 0, i)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from processors.dedupe import DedupeWindow, changelog_record, dedupe_key, parse_changelog_record
+from kafkatrail.processors.dedupe import DedupeWindow, changelog_record, dedupe_key, parse_changelog_record
 
 ID_A = "0d9b7a2e-5c41-4f0e-9a3b-2f6c8d1e7a90"
 ID_B = "7f3e1c2d-0a4b-4c5d-8e6f-9a0b1c2d3e4f"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sinks.digest_files import ChainId, LogFileEntry, Previous
-from sinks.digests import REMEMBERED_DIGESTS, ChainState, DigestWorker
-from sinks.journal import FileSpan
+from kafkatrail.sinks.digest_files import ChainId, LogFileEntry, Previous
+from kafkatrail.sinks.digests import REMEMBERED_DIGESTS, ChainState, DigestWorker
+from kafkatrail.sinks.journal import FileSpan
 
 CHAIN = ChainId("audit", "us-east-1", "bucket", "", None, "111122223333", "eu-west-1")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -81,6 +81,7 @@ def test_files_stored_after_a_trail_stopped_validating_still_reach_its_last_dige
     state = ChainState(CHAIN, T0, None)
     worker.chains = {("arn:aws:cloudtrail:us-east-1:111122223333:trail/audit", "111122223333", "eu-west-1"): state}
     worker.trails = {}
+    worker._next = {}
     worker._take(StoredRecord(span("late-file")))
     worker._take(StoredRecord(span("other-trail", "arn:aws:cloudtrail:us-east-1:111122223333:trail/gone")))
     assert list(state.pending) == ["late-file"]

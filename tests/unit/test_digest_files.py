@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from sinks.digest_files import (
+from kafkatrail.sinks.digest_files import (
     ChainId,
     LogFileEntry,
     build_digest,

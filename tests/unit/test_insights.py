@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from kafkatrail.settings import SettingsError, load_settings
-from processors.insights import (
+from kafkatrail.core.settings import SettingsError, load_settings
+from kafkatrail.processors.insights import (
     CALL_RATE,
     ERROR_RATE,
     MINUTES_PER_DAY,
@@ -20,11 +20,11 @@ from processors.insights import (
     event_units,
     poisson_upper,
 )
-from processors.insights_evaluation import evaluate
-from processors.insights_state import changed_records, restore
-from processors.insights_worker import insight_types
-from producers.simulator import poisson
-from trails.model import Trail
+from kafkatrail.processors.insights_evaluation import evaluate
+from kafkatrail.processors.insights_state import changed_records, restore
+from kafkatrail.processors.insights_worker import insight_types
+from kafkatrail.producers.simulator import poisson
+from kafkatrail.trails.model import Trail
 
 DAY = MINUTES_PER_DAY
 TRAIL = "arn:aws:cloudtrail:eu-west-1:111122223333:trail/main"

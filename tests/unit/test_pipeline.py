@@ -8,11 +8,11 @@ from typing import Any
 import orjson
 import pytest
 
-from processors.dedupe import DedupeWindow
-from processors.pipeline import EventPipeline, InputMessage
-from processors.selectors import Selection
-from schemas.codec import decode_event, encode_event
-from trails.definitions import load_trails
+from kafkatrail.processors.dedupe import DedupeWindow
+from kafkatrail.processors.pipeline import EventPipeline, InputMessage
+from kafkatrail.processors.selectors import Selection
+from kafkatrail.schemas.codec import decode_event, encode_event
+from kafkatrail.trails.definitions import load_trails
 
 TRAILS = load_trails(Path(__file__).resolve().parents[2] / "deploy" / "trails.demo.yaml")
 ARN = {trail.name: trail.arn for trail in TRAILS}

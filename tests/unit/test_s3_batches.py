@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sinks.journal import FileSpan
-from sinks.s3_batches import PartitionBatches
+from kafkatrail.sinks.journal import FileSpan
+from kafkatrail.sinks.s3_batches import PartitionBatches
 
 A, B = "trailA|111122223333|eu-west-1", "trailB|111122223333|eu-west-1"
 

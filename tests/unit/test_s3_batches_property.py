@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sinks.journal import FileSpan
-from sinks.s3_batches import ClosedBatch, PartitionBatches
+from kafkatrail.sinks.journal import FileSpan
+from kafkatrail.sinks.s3_batches import ClosedBatch, PartitionBatches
 
 KEYS = ("trailA|111122223333|us-east-1", "trailB|111122223333|us-east-1", "trailC|444455556666|eu-west-1")
 MARKER = None

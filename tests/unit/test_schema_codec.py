@@ -14,9 +14,9 @@ from typing import Any
 import fastavro
 import pytest
 
-from producers.simulator import Limit, TrafficModel, TrafficSimulator
-from schemas import codec
-from schemas.codec import EncodeError, KnownSchema, KnownSchemas, SingleObjectCodec
+from kafkatrail.producers.simulator import Limit, TrafficModel, TrafficSimulator
+from kafkatrail.schemas import codec
+from kafkatrail.schemas.codec import EncodeError, KnownSchema, KnownSchemas, SingleObjectCodec
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "real"
 STRATUS = DATA / "stratus-detonation-logs"

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas.validation import (
+from kafkatrail.schemas.validation import (
     INSIGHT_REQUIRED_FIELDS,
     MAX_RECORD_BYTES,
     REQUIRED_FIELDS,

@@ -12,8 +12,8 @@ import pytest
 from fastavro.schema import fingerprint as fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
-from schemas import codec
-from schemas.codec import CodecError, ConfluentCodec, DecodeError, SingleObjectCodec
+from kafkatrail.schemas import codec
+from kafkatrail.schemas.codec import CodecError, ConfluentCodec, DecodeError, SingleObjectCodec
 
 RECORD: dict[str, Any] = {
     "eventVersion": "1.11",

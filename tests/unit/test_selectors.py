@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from processors.selectors import Selection, TrailMatcher, select_trails
-from trails.model import Trail
+from kafkatrail.processors.selectors import Selection, TrailMatcher, select_trails
+from kafkatrail.trails.model import Trail
 
 ACCOUNT = "111122223333"
 OTHER_ACCOUNT = "444455556666"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
-from kafkatrail.settings import SettingsError, load_settings
+from kafkatrail.core.settings import SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +22,7 @@ def test_defaults_follow_the_design() -> None:
     settings = load_settings()
     assert settings.bootstrap_servers == "127.0.0.1:9092"
     assert settings.topic_partitions == 6
-    assert settings.topics.model_dump() == {
+    assert dataclasses.asdict(settings.topics) == {
         "events": "cloudtrail.events", "dlq": "cloudtrail.events.dlq", "delivery": "cloudtrail.delivery",
         "insights": "cloudtrail.insights", "notifications": "cloudtrail.notifications",
         "trails": "cloudtrail.trails", "dedupe_changelog": "cloudtrail.processors.dedupe-changelog",
@@ -32,7 +33,7 @@ def test_defaults_follow_the_design() -> None:
 
 def test_one_prefix_renames_every_topic(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKATRAIL_TOPIC_PREFIX", "acme.audit")
-    assert set(load_settings().topics.model_dump().values()) == {
+    assert set(dataclasses.asdict(load_settings().topics).values()) == {
         "acme.audit.events", "acme.audit.events.dlq", "acme.audit.delivery", "acme.audit.insights",
         "acme.audit.notifications", "acme.audit.trails", "acme.audit.processors.dedupe-changelog",
         "acme.audit.insights.state-changelog", "acme.audit.sinks.s3-journal", "acme.audit.sinks.s3-insight-journal",

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from kafkatrail.signing_keys import PublicKey, SigningKeys, keys_between, load_pkcs1, read_public_keys, verify
+from kafkatrail.sinks.signing_keys import PublicKey, SigningKeys, keys_between, load_pkcs1, read_public_keys, verify
 
 DAY = 86_400
 

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from producers.simulator import IDENTITY_WEIGHTS, Burst, Limit, TrafficModel, TrafficSimulator
-from schemas.validation import validate_event
-from sinks.log_files import log_file_body, log_file_key, unique_part
+from kafkatrail.producers.simulator import IDENTITY_WEIGHTS, Burst, Limit, TrafficModel, TrafficSimulator
+from kafkatrail.schemas.log_files import log_file_body, log_file_key, unique_part
+from kafkatrail.schemas.validation import validate_event
 
 MONDAY_NOON = datetime(2026, 1, 5, 12, tzinfo=UTC)
 

@@ -8,10 +8,10 @@ from typing import Any
 import botocore.session
 import pytest
 
-from trails import members
-from trails.errors import TrailError
-from trails.model import Trail
-from trails.validation import check_can_add
+from kafkatrail.trails import members
+from kafkatrail.trails.errors import TrailError
+from kafkatrail.trails.model import Trail
+from kafkatrail.trails.validation import check_can_add
 
 ACCOUNT = "111122223333"
 LAMBDA = "arn:aws:lambda:eu-west-1:111122223333:function:"

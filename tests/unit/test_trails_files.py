@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from trails.definitions import load_trails, parse_trails
-from trails.errors import TrailError
-from trails.model import Trail
+from kafkatrail.trails.definitions import load_trails, parse_trails
+from kafkatrail.trails.errors import TrailError
+from kafkatrail.trails.model import Trail
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "trails.example.yaml"
 

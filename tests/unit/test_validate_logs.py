@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from kafkatrail.signing_keys import SigningKeys
+from kafkatrail.sinks.digest_files import ChainId, LogFileEntry, Previous, build_digest, digest_document
+from kafkatrail.sinks.signing_keys import SigningKeys
 from kafkatrail.validate_logs import chains_in, validate
-from sinks.digest_files import ChainId, LogFileEntry, Previous, build_digest, digest_document
 
 BUCKET = "audit-bucket"
 CHAIN = ChainId("my-trail", "us-east-1", BUCKET, "p", None, "111122223333", "eu-west-1")

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kafkatrail.settings import Settings
+from kafkatrail.core.settings import Settings
 
 ADMIN_TIMEOUT_S = 30
 JOURNAL_RETENTION_MS = 30 * 86_400_000

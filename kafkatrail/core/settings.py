@@ -23,10 +23,16 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-if TYPE_CHECKING:
-    from processors.insights import InsightsConfig
+from kafkatrail.deploy import resource
+from kafkatrail.schemas.contract import TopicNames
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+if TYPE_CHECKING:
+    from kafkatrail.processors.insights import InsightsConfig
+
+
+def shipped_file(name: str) -> Path:
+    """The path of a file shipped in `kafkatrail.deploy` (installed packages keep their data files on disk)."""
+    return Path(str(resource(name)))
 
 
 class SettingsError(ValueError):
@@ -44,7 +50,7 @@ class StackSettings(BaseModel):
     kafka_port: int = Field(9092, ge=1, le=65535)
     aws_port: int = Field(5000, ge=1, le=65535)
     kafka_heap_mb: int = Field(512, ge=128)
-    pom: Path = Field(PROJECT_ROOT / "deploy" / "kafka" / "pom.xml", description="the POM that names the jars")
+    pom: Path = Field(default_factory=lambda: shipped_file("kafka/pom.xml"), description="the POM that names the jars")
     start_timeout_s: float = Field(90.0, gt=0)
     stop_timeout_s: float = Field(30.0, gt=0)
 
@@ -146,7 +152,7 @@ class InsightsSettings(TransactionalWorkerSettings):
         """The rule's parameters; raises SettingsError when they contradict each other."""
         from dataclasses import fields
 
-        from processors.insights import InsightsConfig
+        from kafkatrail.processors.insights import InsightsConfig
 
         try:
             return InsightsConfig(**self.model_dump(include={f.name for f in fields(InsightsConfig)}))
@@ -172,36 +178,6 @@ class ApiSettings(BaseModel):
     host: str = Field("127.0.0.1", description="bind address")
     port: int = Field(8470, ge=0, le=65535)
     default_region: str = Field("us-east-1", description="the region of requests that do not name one in SigV4")
-
-
-class TopicNames(BaseModel):
-    """The Kafka topics of DESIGN.md, all under one prefix."""
-
-    events: str
-    dlq: str
-    delivery: str
-    insights: str
-    notifications: str
-    trails: str
-    dedupe_changelog: str
-    insights_changelog: str
-    s3_journal: str
-    s3_insight_journal: str
-
-    @classmethod
-    def with_prefix(cls, prefix: str) -> TopicNames:
-        return cls(
-            events=f"{prefix}.events",
-            dlq=f"{prefix}.events.dlq",
-            delivery=f"{prefix}.delivery",
-            insights=f"{prefix}.insights",
-            notifications=f"{prefix}.notifications",
-            trails=f"{prefix}.trails",
-            dedupe_changelog=f"{prefix}.processors.dedupe-changelog",
-            insights_changelog=f"{prefix}.insights.state-changelog",
-            s3_journal=f"{prefix}.sinks.s3-journal",
-            s3_insight_journal=f"{prefix}.sinks.s3-insight-journal",
-        )
 
 
 class Settings(BaseSettings):
