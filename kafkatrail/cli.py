@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaException
 
+from kafkatrail import __version__
 from kafkatrail.core.settings import Settings, SettingsError, load_settings
 from kafkatrail.producers.event_producer import DeliveryError, EventProducer, InvalidEventError
 from kafkatrail.stack import LocalStack, StackError
@@ -237,6 +238,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kafkatrail", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"kafkatrail {__version__}")
     parser.add_argument("--config", type=Path, help="TOML settings file (default: $KAFKATRAIL_CONFIG)")
     commands = parser.add_subparsers(dest="command", required=True)
 
