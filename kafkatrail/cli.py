@@ -181,9 +181,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_insights_evaluate(args: argparse.Namespace) -> int:
+    from kafkatrail.processors.insights import InsightsConfig
     from kafkatrail.processors.insights_evaluation import evaluate
 
-    config = _settings(args).insights.detector_config()
+    config = InsightsConfig.from_settings(_settings(args).insights)
     try:
         lines, passed = evaluate(warmup_days=args.warmup_days, days=args.days, bursts=args.bursts,
                                  storms=args.storms, seed=args.seed, config=config)

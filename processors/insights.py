@@ -61,11 +61,12 @@ import statistics
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from kafkatrail.core.settings import InsightsSettings, SettingsError
 from kafkatrail.schemas.contract import event_minute as minute_of
 
 CALL_RATE = "ApiCallRateInsight"
@@ -106,6 +107,14 @@ class InsightsConfig:
             raise ValueError("floor_rank must be between 1 and 7")
         if self.start_window < 1 or self.end_minutes < 1:
             raise ValueError("start_window and end_minutes must be at least 1")
+
+    @classmethod
+    def from_settings(cls, settings: InsightsSettings) -> InsightsConfig:
+        """The rule's parameters from the `[insights]` settings; SettingsError when they contradict each other."""
+        try:
+            return cls(**settings.model_dump(include={f.name for f in fields(cls)}))
+        except ValueError as exc:
+            raise SettingsError(f"insights: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
 from kafkatrail.core.settings import Settings
-from kafkatrail.processors.insights import INSIGHT_TYPES, InsightsDetector
+from kafkatrail.processors.insights import INSIGHT_TYPES, InsightsConfig, InsightsDetector
 from kafkatrail.processors.insights_state import changed_records, restore
 from kafkatrail.processors.transactional import TransactionalLoop
 from kafkatrail.trails.model import Trail
@@ -63,7 +63,7 @@ class InsightsWorker(TransactionalLoop[InsightsDetector]):
     """One Insights process: a member of the Insights consumer group with one transactional producer."""
 
     def __init__(self, settings: Settings, metrics: InsightsMetrics | None = None) -> None:
-        self.detector_config = settings.insights.detector_config()
+        self.detector_config = InsightsConfig.from_settings(settings.insights)
         self.metrics = metrics or InsightsMetrics()
         self.types: dict[str, frozenset[str]] = {}
         super().__init__(

@@ -19,43 +19,21 @@ from typing import Any
 
 from kafkatrail.trails import members
 from kafkatrail.trails.errors import TrailError, trail_label
+from kafkatrail.trails.fields import JsonObject, TrailFields
 from kafkatrail.trails.regions import partition_of
 from kafkatrail.trails.validation import validate_trail
 
-JsonObject = dict[str, Any]
 _TUPLE_ATTRIBUTES = ("event_selectors", "advanced_event_selectors", "insight_selectors", "tags")
 
 
 @dataclass(frozen=True, kw_only=True)
-class Trail:
+class Trail(TrailFields):
     """One trail. Constructing it validates it (``kafkatrail.trails.validation``): every Trail obeys CloudTrail.
 
     Selectors are kept in AWS's shapes (tuples of the JSON objects PutEventSelectors and
     PutInsightSelectors take); ``event_selectors`` and ``advanced_event_selectors`` are None when
     unset (then the trail logs all management events). Treat the nested objects as read-only.
     """
-
-    name: str
-    home_region: str
-    account_id: str
-    s3_bucket_name: str
-    partition: str = "aws"
-    s3_key_prefix: str | None = None
-    sns_topic_name: str | None = None
-    include_global_service_events: bool = True
-    is_multi_region_trail: bool = False
-    log_file_validation_enabled: bool = False
-    cloud_watch_logs_log_group_arn: str | None = None
-    cloud_watch_logs_role_arn: str | None = None
-    kms_key_id: str | None = None
-    is_organization_trail: bool = False
-    organization_id: str | None = None
-    logging: bool = True
-    event_selectors: tuple[JsonObject, ...] | None = None
-    advanced_event_selectors: tuple[JsonObject, ...] | None = None
-    insight_selectors: tuple[JsonObject, ...] = ()
-    tags: tuple[JsonObject, ...] = ()
-    recursive_logging: bool = True
 
     def __post_init__(self) -> None:
         for attribute in _TUPLE_ATTRIBUTES:

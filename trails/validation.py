@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from kafkatrail.trails import members
 from kafkatrail.trails.errors import TrailError, trail_label
+from kafkatrail.trails.fields import TrailFields
 from kafkatrail.trails.regions import partition_of
 from kafkatrail.trails.selector_rules import advanced_selectors_problem, basic_selectors_problem, logged_events
 from kafkatrail.trails.service_model import model_error
-
-if TYPE_CHECKING:
-    from kafkatrail.trails.model import Trail
 
 MAX_TRAILS_PER_REGION: Final = 5
 MAX_S3_PREFIX: Final = 200
@@ -50,7 +48,7 @@ _ORGANIZATION_ID = re.compile(r"o-[a-z0-9]{10,32}")
 _ACCOUNT_ID = re.compile(r"[0-9]{12}", re.ASCII)
 
 
-def validate_trail(trail: Trail) -> None:
+def validate_trail(trail: TrailFields) -> None:
     """Raise :class:`TrailError` for the first CloudTrail rule ``trail`` breaks."""
     label = trail_label(trail.name)
     _check_model(label, trail)
@@ -60,7 +58,7 @@ def validate_trail(trail: Trail) -> None:
     _check_insights(label, trail)
 
 
-def check_can_add(existing: Iterable[Trail], trail: Trail) -> None:
+def check_can_add(existing: Iterable[TrailFields], trail: TrailFields) -> None:
     """Raise :class:`TrailError` unless ``trail`` can join ``existing`` (trails of any accounts and regions).
 
     Per account and partition, a region holds at most 5 trails, a multi-region trail counting in
@@ -92,7 +90,7 @@ def _fail(code: str, label: str, path: str, rule: str) -> TrailError:
     return TrailError(code, f"{label}: {path}: {rule}")
 
 
-def _check_model(label: str, trail: Trail) -> None:
+def _check_model(label: str, trail: TrailFields) -> None:
     create = {member: getattr(trail, attribute) for member, attribute in members.CREATE_TRAIL.items()}
     requests: list[tuple[str, dict[str, Any]]] = [
         ("CreateTrail", {member: value for member, value in create.items() if value is not None}),
@@ -110,7 +108,7 @@ def _check_model(label: str, trail: Trail) -> None:
             raise _fail(code, label, path, rule)
 
 
-def _check_placement(label: str, trail: Trail) -> None:
+def _check_placement(label: str, trail: TrailFields) -> None:
     region = trail.home_region
     if region is None:
         raise _fail("InvalidHomeRegionException", label, "HomeRegion", "is required")
@@ -135,7 +133,7 @@ def _check_placement(label: str, trail: Trail) -> None:
                         f"must be an organization id like o-a1b2c3d4e5 (got {organization!r})")
 
 
-def _check_destinations(label: str, trail: Trail) -> None:
+def _check_destinations(label: str, trail: TrailFields) -> None:
     name = trail.name
     if not 3 <= len(name) <= 128:
         raise _fail("InvalidTrailNameException", label, "Name", f"must be 3 to 128 characters long (got {len(name)})")
@@ -161,7 +159,7 @@ def _check_destinations(label: str, trail: Trail) -> None:
                     "Multi-Region trail must include global service events.")
 
 
-def _check_cloudwatch_logs(label: str, trail: Trail) -> None:
+def _check_cloudwatch_logs(label: str, trail: TrailFields) -> None:
     group, role = trail.cloud_watch_logs_log_group_arn, trail.cloud_watch_logs_role_arn
     if group is None and role is not None:
         raise _fail("InvalidParameterCombinationException", label, "CloudWatchLogsRoleArn",
@@ -180,7 +178,7 @@ def _check_cloudwatch_logs(label: str, trail: Trail) -> None:
                     f"must be arn:{trail.partition}:iam::<account>:role/<name> (got {role!r})")
 
 
-def _check_tags(label: str, trail: Trail) -> None:
+def _check_tags(label: str, trail: TrailFields) -> None:
     if len(trail.tags) > MAX_TAGS:
         raise _fail("TagsLimitExceededException", label, "TagsList",
                     f"a trail takes at most {MAX_TAGS} tags (got {len(trail.tags)})")
@@ -192,7 +190,7 @@ def _check_tags(label: str, trail: Trail) -> None:
         seen.add(tag["Key"])
 
 
-def _check_selectors(label: str, trail: Trail) -> None:
+def _check_selectors(label: str, trail: TrailFields) -> None:
     if trail.event_selectors is not None and trail.advanced_event_selectors is not None:
         raise _fail("InvalidParameterCombinationException", label, "EventSelectors",
                     "a trail takes EventSelectors or AdvancedEventSelectors, not both")
@@ -205,7 +203,7 @@ def _check_selectors(label: str, trail: Trail) -> None:
         raise _fail("InvalidEventSelectorsException", label, *found)
 
 
-def _check_insights(label: str, trail: Trail) -> None:
+def _check_insights(label: str, trail: TrailFields) -> None:
     logged = logged_events(trail.event_selectors, trail.advanced_event_selectors)
     needs = {  # (insight type, event category) -> (what the trail must log, whether it does)
         ("ApiCallRateInsight", "Management"): ("write management events", logged.management_write),

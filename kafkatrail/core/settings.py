@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
@@ -25,9 +25,6 @@ from pydantic_settings import (
 
 from kafkatrail.deploy import resource
 from kafkatrail.schemas.contract import TopicNames
-
-if TYPE_CHECKING:
-    from kafkatrail.processors.insights import InsightsConfig
 
 
 def shipped_file(name: str) -> Path:
@@ -148,16 +145,6 @@ class InsightsSettings(TransactionalWorkerSettings):
     end_minutes: int = Field(3, ge=1, description="an Insight ends after this many quiet minutes")
     allowed_lateness_s: int = Field(120, ge=0, description="a minute is evaluated once event time is this far past")
 
-    def detector_config(self) -> InsightsConfig:
-        """The rule's parameters; raises SettingsError when they contradict each other."""
-        from dataclasses import fields
-
-        from kafkatrail.processors.insights import InsightsConfig
-
-        try:
-            return InsightsConfig(**self.model_dump(include={f.name for f in fields(InsightsConfig)}))
-        except ValueError as exc:
-            raise SettingsError(f"insights: {exc}") from None
 
 
 class KeySettings(BaseModel):

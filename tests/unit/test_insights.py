@@ -229,10 +229,10 @@ def test_evaluation_fails_a_detector_that_cannot_start() -> None:
 
 def test_settings_build_the_detector_config() -> None:
     settings = load_settings(insights={"baseline_days": 14, "start_ratio": 4.0})
-    config = settings.insights.detector_config()
+    config = InsightsConfig.from_settings(settings.insights)
     assert (config.baseline_days, config.start_ratio, config.end_ratio) == (14, 4.0, 2.0)
     with pytest.raises(SettingsError, match="insights: slot_minutes must divide a day"):
-        load_settings(insights={"slot_minutes": 7}).insights.detector_config()
+        InsightsConfig.from_settings(load_settings(insights={"slot_minutes": 7}).insights)
 
 
 def test_state_round_trip_mid_insight_neither_loses_nor_repeats_it() -> None:
