@@ -36,7 +36,7 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 from workers import Worker
 
-from kafkatrail.core.settings import Settings, StackSettings, shipped_file
+from kafkatrail.core.settings import Settings, StackSettings, settings_environment, shipped_file
 from kafkatrail.core.topics import create_topics, reader, until_end
 from kafkatrail.processors.selectors import Selection
 from kafkatrail.producers.event_producer import EventProducer
@@ -310,9 +310,7 @@ def run(bootstrap: str, aws_endpoint_url: str, count: int, rate: int, seconds: f
     print(f"pre-published {count:,} events ({simulator.duplicates:,} repeated eventIDs) in "
           f"{time.perf_counter() - began:.1f} s; trails of {TRAILS.name} into s3://{', s3://'.join(buckets)}")
 
-    env = {**os.environ, "KAFKATRAIL_BOOTSTRAP_SERVERS": bootstrap, "KAFKATRAIL_TOPIC_PREFIX": prefix,
-           "KAFKATRAIL_PROCESSORS__GROUP_ID": settings.processors.group_id,
-           "KAFKATRAIL_S3__GROUP_ID": settings.s3.group_id, "KAFKATRAIL_S3__FLUSH_INTERVAL_S": str(FLUSH_INTERVAL_S)}
+    env = {**os.environ, **settings_environment(settings)}
     with tempfile.TemporaryDirectory(prefix="kafkatrail-bench-") as scratch:
         offsets = Offsets(settings)
         workers: dict[str, Worker] = {}

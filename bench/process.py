@@ -29,7 +29,7 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 from workers import Worker
 
-from kafkatrail.core.settings import Settings, StackSettings
+from kafkatrail.core.settings import Settings, StackSettings, settings_environment
 from kafkatrail.core.topics import create_topics
 from kafkatrail.processors.dedupe import DedupeWindow
 from kafkatrail.producers.event_producer import EventProducer
@@ -55,9 +55,7 @@ class Processor(Worker):
     """`kafkatrail worker processors` in a subprocess, observed through its /metrics."""
 
     def __init__(self, settings: Settings, log_file: Path) -> None:
-        env = {**os.environ, "KAFKATRAIL_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-               "KAFKATRAIL_TOPIC_PREFIX": settings.topic_prefix,
-               "KAFKATRAIL_PROCESSORS__GROUP_ID": settings.processors.group_id}
+        env = {**os.environ, **settings_environment(settings)}
         super().__init__("processors", env, log_file, "--instance-id", "bench")
 
     def wait_for(self, events: int, timeout_s: float) -> tuple[tuple[float, Counter[str]], tuple[float, Counter[str]]]:

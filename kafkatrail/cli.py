@@ -131,24 +131,22 @@ def _stop_on_signals(stop: Callable[[], None]) -> None:
 
 
 class WorkerRole(NamedTuple):
-    """Where a `kafkatrail worker` role's class lives, and which settings section and /metrics port it reads."""
+    """Where a `kafkatrail worker` role's class lives, and the settings section (group, /metrics port) it reads."""
 
     module: str
     cls: str
     section: str
-    metrics_port_field: str = "metrics_port"
 
 
-# An Insights sink is its sink on the Insights topic: it reads the sink's section, with its own port.
+# An Insights sink is its sink on the Insights topic, with a section of its own for its group and port.
 WORKER_ROLES = {
     "processors": WorkerRole("kafkatrail.processors.worker", "ProcessorWorker", "processors"),
     "s3": WorkerRole("kafkatrail.sinks.s3", "S3Sink", "s3"),
     "cloudwatch": WorkerRole("kafkatrail.sinks.cloudwatch", "CloudWatchSink", "cloudwatch"),
     "digests": WorkerRole("kafkatrail.sinks.digests", "DigestWorker", "digests"),
     "insights": WorkerRole("kafkatrail.processors.insights_worker", "InsightsWorker", "insights"),
-    "s3-insights": WorkerRole("kafkatrail.sinks.s3", "S3InsightSink", "s3", "insight_metrics_port"),
-    "cloudwatch-insights": WorkerRole("kafkatrail.sinks.cloudwatch", "CloudWatchInsightSink", "cloudwatch",
-                                      "insight_metrics_port"),
+    "s3-insights": WorkerRole("kafkatrail.sinks.s3", "S3InsightSink", "s3_insights"),
+    "cloudwatch-insights": WorkerRole("kafkatrail.sinks.cloudwatch", "CloudWatchInsightSink", "cloudwatch_insights"),
 }
 
 
@@ -156,7 +154,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import importlib
 
     from kafkatrail.core.logs import configure_json_logging
-    from kafkatrail.core.metrics import serve_metrics
+    from kafkatrail.core.metrics import serve_endpoints
 
     role = WORKER_ROLES[args.role]
     section: dict[str, Any] = {}
@@ -165,18 +163,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
             raise SettingsError("--instance-id: only processors and insights have one (their transactional id)")
         section["instance_id"] = args.instance_id
     if args.metrics_port is not None:
-        section[role.metrics_port_field] = args.metrics_port
+        section["metrics_port"] = args.metrics_port
     settings = load_settings(args.config, **({role.section: section} if section else {}))
     role_settings = getattr(settings, role.section)
     configure_json_logging()
+    worker = getattr(importlib.import_module(role.module), role.cls)(settings)
     try:
-        serve_metrics(role_settings.metrics_host, getattr(role_settings, role.metrics_port_field))
+        server = serve_endpoints(role_settings.metrics_host, role_settings.metrics_port, worker.health)
     except OSError as exc:
         print(f"kafkatrail: error: {exc}", file=sys.stderr)
         return 1
-    worker = getattr(importlib.import_module(role.module), role.cls)(settings)
     _stop_on_signals(worker.stop)
-    worker.run()
+    try:
+        worker.run()
+    finally:
+        if server is not None:
+            server.shutdown()
     return 0
 
 
@@ -234,7 +236,9 @@ def cmd_validate_logs(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from kafkatrail.demo import run_demo
 
-    return run_demo(_settings(args))
+    if args.seconds <= 0:
+        raise SettingsError(f"--seconds: must be more than 0 (got {args.seconds:g})")
+    return run_demo(_settings(args), args.seconds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -333,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_validate_logs)
 
     demo = commands.add_parser("demo", help="run the pipeline on a throwaway local stack and show what happened")
+    demo.add_argument("--seconds", type=float, default=60.0, help="seconds of simulated traffic (default 60)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -13,19 +13,15 @@ import gzip
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import boto3
 import orjson
 from confluent_kafka import Producer
 
-from kafkatrail.core.settings import Settings, shipped_file
+from kafkatrail.core.settings import Settings, settings_environment, shipped_file
 from kafkatrail.core.topics import create_topics, group_progress
 from kafkatrail.producers.event_producer import EventProducer
 from kafkatrail.producers.simulate import simulate_to_kafka
@@ -36,6 +32,7 @@ from kafkatrail.stack.processes import free_port
 from kafkatrail.trails.definitions import load_trails
 from kafkatrail.trails.model import Trail
 from kafkatrail.trails.topic import apply_trails
+from kafkatrail.worker_process import WorkerProcess
 
 DEMO_STACK_DIR = Path(".cache/demo-stack")
 DEMO_TRAILS = shipped_file("trails.demo.yaml")
@@ -48,14 +45,15 @@ ROLES = ("processors", "s3", "cloudwatch")
 CATCH_UP_TIMEOUT_S = 120
 
 
-def run_demo(settings: Settings) -> int:
-    """Bring a stack up, run the pipeline on simulated traffic, print what it delivered, bring it down."""
+def run_demo(settings: Settings, seconds: float = DEMO_SECONDS) -> int:
+    """Bring a stack up, run the pipeline on `seconds` of simulated traffic, print what it delivered, bring it
+    down."""
     shutil.rmtree(DEMO_STACK_DIR, ignore_errors=True)
     stack = LocalStack(settings.stack.model_copy(update={
         "data_dir": DEMO_STACK_DIR, "kafka_port": free_port(), "aws_port": free_port()}))
     began = time.monotonic()
     endpoints = stack.up()
-    workers: dict[str, subprocess.Popen[bytes]] = {}
+    workers: dict[str, WorkerProcess] = {}
     try:
         os.environ.update({"AWS_ENDPOINT_URL": endpoints.aws_endpoint_url, "AWS_ACCESS_KEY_ID": "testing",
                            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"})
@@ -64,23 +62,21 @@ def run_demo(settings: Settings) -> int:
         trails = load_trails(DEMO_TRAILS)
         queue_url = create_destinations(trails)
         apply_trails(settings, trails)
-        print(f"\ntrails: {', '.join(t.name for t in trails)} (deploy/trails.demo.yaml)")
+        print(f"\ntrails: {', '.join(t.name for t in trails)} (the package's deploy/trails.demo.yaml)")
 
-        metrics_ports = {role: free_port() for role in ROLES}
-        workers = start_workers(settings, endpoints.aws_endpoint_url, metrics_ports)
-        print("workers: " + ", ".join(f"{role} (/metrics on http://127.0.0.1:{port}/metrics)"
-                                      for role, port in metrics_ports.items()))
+        workers = start_workers(settings, endpoints.aws_endpoint_url)
+        print("workers: " + ", ".join(f"{role} (/metrics on {worker.url})" for role, worker in workers.items()))
 
         simulator = TrafficSimulator(TrafficModel(rate=DEMO_RATE, seed=1, duplicate_rate=DEMO_DUPLICATE_RATE))
-        print(f"simulating {DEMO_SECONDS} s of traffic at about {DEMO_RATE} events/s ...")
+        print(f"simulating {seconds:g} s of traffic at about {DEMO_RATE} events/s ...")
         with EventProducer(settings) as producer:
-            produced = simulate_to_kafka(simulator, producer, Limit(duration_s=DEMO_SECONDS))
+            produced = simulate_to_kafka(simulator, producer, Limit(duration_s=seconds))
         malformed = publish_malformed(settings)
         print(f"produced {produced} events ({simulator.duplicates} repeat an earlier eventID) and {malformed} "
               "malformed messages (not Avro, unknown schema, bad eventTime)")
 
         caught_up = wait_for_pipeline(settings, workers)
-        processor = scrape(metrics_ports["processors"])
+        processor = workers["processors"].samples()
         print(f"processors: {processor.get('kafkatrail_processor_events_in_total', 0):.0f} in, "
               f"{processor.get('kafkatrail_processor_duplicates_dropped_total', 0):.0f} duplicates dropped, "
               f"{sum(v for k, v in processor.items() if k.startswith('kafkatrail_processor_invalid_events_total')):.0f}"
@@ -112,32 +108,23 @@ def create_destinations(trails: tuple[Trail, ...]) -> str:
     return queue_url
 
 
-def start_workers(settings: Settings, aws_endpoint_url: str, metrics_ports: dict[str, int]) -> dict[str, Any]:
-    env = {**os.environ, "KAFKATRAIL_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-           "KAFKATRAIL_TOPIC_PREFIX": settings.topic_prefix, "AWS_ENDPOINT_URL": aws_endpoint_url,
-           "KAFKATRAIL_S3__FLUSH_INTERVAL_S": str(FLUSH_INTERVAL_S),
-           "KAFKATRAIL_CLOUDWATCH__FLUSH_INTERVAL_S": str(FLUSH_INTERVAL_S)}
+def start_workers(settings: Settings, aws_endpoint_url: str) -> dict[str, WorkerProcess]:
+    """The demo's workers, with short flush intervals, each with /metrics on a free port."""
+    demo = settings.model_copy(update={
+        "s3": settings.s3.model_copy(update={"flush_interval_s": FLUSH_INTERVAL_S}),
+        "cloudwatch": settings.cloudwatch.model_copy(update={"flush_interval_s": FLUSH_INTERVAL_S})})
+    env = {**os.environ, **settings_environment(demo), "AWS_ENDPOINT_URL": aws_endpoint_url}
     logs_dir = DEMO_STACK_DIR / "workers"
     logs_dir.mkdir(parents=True, exist_ok=True)
-    workers = {}
-    for role, port in metrics_ports.items():
-        log = (logs_dir / f"{role}.log").open("wb")
-        workers[role] = subprocess.Popen(
-            [sys.executable, "-m", "kafkatrail.cli", "worker", role, "--metrics-port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT)
-    return workers
+    return {role: WorkerProcess(role, logs_dir / f"{role}.log", env) for role in ROLES}
 
 
-def stop_workers(workers: dict[str, subprocess.Popen[bytes]]) -> None:
-    for process in workers.values():
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in workers.values():
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+def stop_workers(workers: dict[str, WorkerProcess]) -> None:
+    for worker in workers.values():
+        if worker.alive():
+            worker.process.send_signal(signal.SIGTERM)
+    for worker in workers.values():
+        worker.stop()
 
 
 def publish_malformed(settings: Settings) -> int:
@@ -158,11 +145,11 @@ def lag(settings: Settings, group_id: str, topic: str) -> int:
     return end - committed
 
 
-def wait_for_pipeline(settings: Settings, workers: dict[str, subprocess.Popen[bytes]]) -> bool:
+def wait_for_pipeline(settings: Settings, workers: dict[str, WorkerProcess]) -> bool:
     """Wait until the processors and the S3 sink have committed everything (every log file closed)."""
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     while time.monotonic() < deadline:
-        if any(process.poll() is not None for process in workers.values()):
+        if not all(worker.alive() for worker in workers.values()):
             print(f"a worker exited early; see {DEMO_STACK_DIR / 'workers'}")
             return False
         if (lag(settings, settings.processors.group_id, settings.topics.events) == 0
@@ -172,18 +159,6 @@ def wait_for_pipeline(settings: Settings, workers: dict[str, subprocess.Popen[by
         time.sleep(0.5)
     print(f"the pipeline did not catch up within {CATCH_UP_TIMEOUT_S} s")
     return False
-
-
-def scrape(port: int) -> dict[str, float]:
-    """The samples of a worker's /metrics, by name with labels."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
 
 
 def show_log_files(trails: tuple[Trail, ...]) -> int:

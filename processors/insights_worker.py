@@ -35,6 +35,7 @@ from kafkatrail.core.settings import Settings
 from kafkatrail.processors.insights import INSIGHT_TYPES, InsightsConfig, InsightsDetector
 from kafkatrail.processors.insights_state import changed_records, restore
 from kafkatrail.processors.transactional import TransactionalLoop
+from kafkatrail.schemas.contract import DeliveryKey
 from kafkatrail.trails.model import Trail
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ class InsightsWorker(TransactionalLoop[InsightsDetector]):
         self.metrics = metrics or InsightsMetrics()
         self.types: dict[str, frozenset[str]] = {}
         super().__init__(
-            settings, settings.insights, input_topic=settings.topics.delivery,
+            settings, settings.insights, batch_max_events=settings.insights.batch_max_events,
+            batch_timeout_s=settings.insights.batch_timeout_s, input_topic=settings.topics.delivery,
             changelog_topic=settings.topics.insights_changelog,
             count_transaction=lambda outcome: self.metrics.transactions.labels(outcome).inc())
 
@@ -92,7 +94,10 @@ class InsightsWorker(TransactionalLoop[InsightsDetector]):
     def transform(self, partition: int, messages: list[Message], state: InsightsDetector) -> Any:
         counted, written = 0, []
         for message in messages:
-            trail_arn = (message.key() or b"").decode().split("|", 1)[0]
+            try:
+                trail_arn = DeliveryKey.decode(message.key()).trail_arn
+            except (ValueError, UnicodeDecodeError):
+                continue  # not a delivery record: it belongs to no trail
             types = self.types.get(trail_arn)
             if types and message.value():
                 state.add_event(trail_arn, orjson.loads(message.value()), types, message.timestamp()[1] / 1000)

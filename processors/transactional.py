@@ -1,5 +1,8 @@
 """A consume-transform-produce loop on Kafka transactions, with per-partition state kept in a changelog topic.
 
+It is a `kafkatrail.runtime.worker.Worker` (consumer, trails feed, loop, stop); this module adds the
+transactional producer, the per-partition state and one transaction per consumed batch.
+
 The processor (`processors/worker.py`) and the Insights worker (`processors/insights_worker.py`) are both
 this loop; each supplies the state of one input partition and what to do with a batch of it. One batch
 is one transaction carrying the output, the changelog records of the state it changed and the consumed
@@ -19,14 +22,13 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from kafkatrail.core.settings import Settings
+from kafkatrail.core.settings import Settings, TransactionalWorkerSettings
 from kafkatrail.core.topics import reader, until_end
-from kafkatrail.trails.model import Trail
-from kafkatrail.trails.topic import TrailFeed
+from kafkatrail.runtime.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -38,29 +40,21 @@ FULL_QUEUE_WAIT_S = 0.05
 State = TypeVar("State")
 
 
-class LoopSettings(Protocol):
-    group_id: str
-    instance_id: str
-    transaction_timeout_s: int
-    session_timeout_s: int
-    batch_max_events: int
-    batch_timeout_s: float
-
-
-class TransactionalLoop(Generic[State]):
+class TransactionalLoop(Worker, Generic[State]):
     """Subclasses say what the state of a partition is and how a batch of one partition is transformed."""
 
-    def __init__(self, settings: Settings, config: LoopSettings, *, input_topic: str, changelog_topic: str,
+    def __init__(self, settings: Settings, config: TransactionalWorkerSettings, *, input_topic: str,
+                 changelog_topic: str, batch_max_events: int, batch_timeout_s: float,
                  count_transaction: Callable[[str], None], producer_config: dict[str, Any] | None = None) -> None:
-        self.settings = settings
+        super().__init__(settings, config, input_topic, **{"queued.min.messages": 100_000})
         self.config = config
+        self.consume_max = batch_max_events
+        self.consume_timeout_s = batch_timeout_s
         self.topics = settings.topics
         self.input_topic = input_topic
         self.changelog_topic = changelog_topic
         self.count_transaction = count_transaction
         self.states: dict[int, State] = {}
-        self._stopping = False
-        self.feed = TrailFeed(settings, self.trail_changed)
         self.producer = Producer(settings.kafka_config(**{
             "transactional.id": f"{config.group_id}-{config.instance_id}",
             "transaction.timeout.ms": config.transaction_timeout_s * 1000,
@@ -70,21 +64,8 @@ class TransactionalLoop(Generic[State]):
             "linger.ms": 5,
             **(producer_config or {}),
         }))
-        self.consumer = Consumer(settings.kafka_config(**{
-            "group.id": config.group_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "session.timeout.ms": config.session_timeout_s * 1000,
-            "queued.min.messages": 100_000,
-        }))
 
-    # What a subclass provides.
-
-    def trail_changed(self, arn: str, trail: Trail | None) -> None:
-        """A trail was defined, changed (`trail`) or deleted (None) on the trails topic."""
-        raise NotImplementedError
+    # What a subclass provides (and `trail_changed`, from `Worker`).
 
     def new_state(self) -> State:
         """The state of a partition nothing has been recorded for."""
@@ -108,32 +89,20 @@ class TransactionalLoop(Generic[State]):
     def states_changed(self) -> None:
         """Partitions were assigned, revoked or restored."""
 
-    # The loop.
+    # The runtime's hooks.
 
-    def run(self) -> None:
-        """Process until `stop()` (the CLI calls it on SIGTERM and SIGINT)."""
+    def start(self) -> None:
+        """Fence a crashed predecessor (same transactional id) and check the changelog's partitions."""
         self.producer.init_transactions(KAFKA_TIMEOUT_S)
         self._check_copartitioned()
-        self.feed.catch_up()
-        self.consumer.subscribe([self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_revoke)
-        log.info("started", extra={"group_id": self.config.group_id, "instance_id": self.config.instance_id})
-        try:
-            while not self._stopping:
-                self.feed.poll()
-                messages = self.consumer.consume(self.config.batch_max_events, timeout=self.config.batch_timeout_s)
-                if messages:
-                    self._process(messages)
-        finally:
-            self.close()
+        log.info("transactions ready", extra={"instance_id": self.config.instance_id})
 
-    def stop(self) -> None:
-        """Finish the current batch, then leave the group and return from `run()`."""
-        self._stopping = True
+    def handle_batch(self, records: list[Message]) -> None:
+        """One transaction: the output, the changed state and the offsets of `records`."""
+        if records:
+            self._process(records)
 
-    def close(self) -> None:
-        self.consumer.close()
-        self.feed.close()
+    def closed(self) -> None:
         self.producer.close()
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, **extra: Any) -> None:
@@ -158,16 +127,15 @@ class TransactionalLoop(Generic[State]):
             raise KafkaException(KafkaError(KafkaError.INVALID_PARTITIONS,
                                             f"the changelog must have as many partitions as its input: {counts}"))
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def on_assign(self, partitions: list[TopicPartition]) -> None:
         self.states.update(self._restore([tp.partition for tp in partitions]))
         self.states_changed()
-        log.info("partitions assigned", extra={"partitions": [tp.partition for tp in partitions]})
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def on_revoke(self, partitions: list[TopicPartition]) -> None:
+        """Nothing to commit: every batch committed its offsets in its transaction."""
         for tp in partitions:
             self.states.pop(tp.partition, None)
         self.states_changed()
-        log.info("partitions revoked", extra={"partitions": [tp.partition for tp in partitions]})
 
     def _restore(self, partitions: list[int]) -> dict[int, State]:
         """The states of `partitions`, as the committed changelog records them."""
@@ -188,15 +156,7 @@ class TransactionalLoop(Generic[State]):
     def _process(self, messages: list[Message]) -> None:
         by_partition: dict[int, list[Message]] = defaultdict(list)
         for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.fatal():
-                    raise KafkaException(error)
-                log.warning("consumer error", extra={"error": error.str()})
-                continue
             by_partition[message.partition()].append(message)
-        if not by_partition:
-            return
         self.producer.begin_transaction()
         results, offsets = [], []
         for partition, batch in by_partition.items():

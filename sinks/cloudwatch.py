@@ -56,9 +56,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaException, Message, TopicPartition
 
 from kafkatrail.core.settings import Settings
+from kafkatrail.runtime.worker import Worker, WorkerStopping
 from kafkatrail.schemas.contract import DeliveryKey
 from kafkatrail.sinks.cloudwatch_batches import (
     MAX_BATCH_BYTES,
@@ -72,7 +73,6 @@ from kafkatrail.sinks.cloudwatch_batches import (
 )
 from kafkatrail.sinks.cloudwatch_metrics import CloudWatchMetrics
 from kafkatrail.trails.model import Trail
-from kafkatrail.trails.topic import TrailFeed
 
 log = logging.getLogger(__name__)
 
@@ -228,89 +228,53 @@ class StreamBuffer:
         return len(self.events) >= MAX_BATCH_EVENTS or self.cost >= MAX_BATCH_BYTES
 
 
-class CloudWatchSink:
+class CloudWatchSink(Worker):
     """One CloudWatch Logs sink process: a member of the sink's consumer group on the delivery topic."""
 
     def __init__(self, settings: Settings, metrics: CloudWatchMetrics | None = None, *,
                  insights: bool = False) -> None:
-        self.settings = settings
+        super().__init__(settings, settings.cloudwatch_insights if insights else settings.cloudwatch,
+                         settings.topics.insights if insights else settings.topics.delivery)
         self.config = settings.cloudwatch
-        self.topic = settings.topics.insights if insights else settings.topics.delivery
-        self.group_id = self.config.insight_group_id if insights else self.config.group_id
+        self.consume_max = CONSUME_BATCH
+        self.consume_timeout_s = min(CONSUME_WAIT_S, self.config.flush_interval_s)
+        self.group_id = self.role.group_id
         self.metrics = metrics or CloudWatchMetrics()
-        self.trails: dict[str, Trail] = {}
         self.buffers: dict[Destination, StreamBuffer] = {}
         self.offsets = PendingOffsets()
         self._committed: dict[int, int] = {}
         self._assigned: set[int] = set()
-        self._stopping = False
-        self.writer = LogEventsWriter(self.config.retry_max_backoff_s, self.metrics, lambda: self._stopping)
-        self.feed = TrailFeed(settings, self._trail_changed)
-        self.consumer = Consumer(settings.kafka_config(**{
-            "group.id": self.group_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }))
+        self._next_flush = time.monotonic() + self.config.flush_interval_s
+        self.writer = LogEventsWriter(self.config.retry_max_backoff_s, self.metrics, lambda: self.stopping)
 
-    def run(self) -> None:
-        """Deliver until `stop()` (the CLI calls it on SIGTERM and SIGINT)."""
-        interval = self.config.flush_interval_s
-        self.feed.catch_up()
-        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
-        log.info("cloudwatch sink started", extra={"group_id": self.group_id, "topic": self.topic,
-                                                    "trails": len(self.trails)})
-        try:
-            delivering = True
-            next_flush = time.monotonic() + interval
-            while delivering and not self._stopping:
-                self.feed.poll()
-                messages = self.consumer.consume(CONSUME_BATCH, timeout=min(CONSUME_WAIT_S, interval))
-                if messages:
-                    self._take(messages)
-                due = time.monotonic() >= next_flush
-                targets = list(self.buffers) if due else [t for t, b in self.buffers.items() if b.full]
-                if targets or due:
-                    delivering = self._flush(targets)
-                    self._commit()
-                if due:
-                    next_flush = time.monotonic() + interval
-            if delivering:
-                self._flush(list(self.buffers))
-                self._commit()
-        finally:
-            self.close()
+    def handle_batch(self, records: list[Message]) -> None:
+        """Buffer the records; send full streams at once and every stream each flush interval, then commit."""
+        if records:
+            self._take(records)
+        now = time.monotonic()
+        due = now >= self._next_flush
+        targets = list(self.buffers) if due else [t for t, b in self.buffers.items() if b.full]
+        if targets or due:
+            if not self._flush(targets):
+                raise WorkerStopping
+            self._commit()
+        if due:
+            self._next_flush = time.monotonic() + self.config.flush_interval_s
 
-    def stop(self) -> None:
-        """Stop reading; `run()` flushes once more, commits and returns."""
-        self._stopping = True
+    def finish(self) -> None:
+        """A clean stop: send what is pending (each call tried once more), commit what was settled."""
+        self._flush(list(self.buffers))
+        self._commit()
 
-    def close(self) -> None:
-        self.consumer.close()
-        self.feed.close()
-
-    def _trail_changed(self, arn: str, trail: Trail | None) -> None:
-        if trail is None:
-            self.trails.pop(arn, None)
-        else:
-            self.trails[arn] = trail
+    def trail_changed(self, arn: str, trail: Trail | None) -> None:
         log.info("trail removed" if trail is None else "trail applied", extra={"trail_arn": arn})
+
+    def reached_end(self, partition: int, offset: int) -> None:
+        if partition in self._assigned:
+            self.offsets.reached(partition, offset)
 
     def _take(self, messages: list[Message]) -> None:
         for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    if message.partition() in self._assigned:
-                        self.offsets.reached(message.partition(), message.offset())
-                    continue
-                if error.fatal():
-                    raise KafkaException(error)
-                log.warning("consumer error", extra={"error": error.str()})
-                continue
             self.offsets.read(message.partition(), message.offset(), self._buffer(message))
         self.metrics.pending.set(len(self.offsets))
 
@@ -376,20 +340,16 @@ class CloudWatchSink:
             if tp.error is None:
                 self._committed[tp.partition] = tp.offset
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def on_assign(self, partitions: list[TopicPartition]) -> None:
         self._assigned.update(tp.partition for tp in partitions)
-        log.info("partitions assigned", extra={"partitions": [tp.partition for tp in partitions]})
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def on_revoke(self, partitions: list[TopicPartition]) -> None:
         revoked = {tp.partition for tp in partitions}
         self._commit(revoked)
         self._forget(revoked)
-        log.info("partitions revoked", extra={"partitions": sorted(revoked)})
 
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        lost = {tp.partition for tp in partitions}
-        self._forget(lost)
-        log.warning("partitions lost", extra={"partitions": sorted(lost)})
+    def on_lost(self, partitions: list[TopicPartition]) -> None:
+        self._forget({tp.partition for tp in partitions})
 
     def _forget(self, partitions: set[int]) -> None:
         """Drop the unsent records of `partitions`: their next owner reads them from the committed offset."""

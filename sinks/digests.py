@@ -34,11 +34,12 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from kafkatrail.core.settings import Settings
+from kafkatrail.runtime.worker import Worker, WorkerStopping
 from kafkatrail.schemas.contract import DeliveryKey
 from kafkatrail.sinks.digest_files import (
     ChainId,
@@ -54,7 +55,6 @@ from kafkatrail.sinks.digest_files import (
 from kafkatrail.sinks.journal import FileSpan
 from kafkatrail.sinks.signing_keys import SigningKeys
 from kafkatrail.trails.model import Trail
-from kafkatrail.trails.topic import TrailFeed
 
 log = logging.getLogger(__name__)
 
@@ -109,34 +109,24 @@ def validating(trail: Trail | None) -> bool:
     return trail is not None and trail.logging and trail.log_file_validation_enabled
 
 
-class DigestStopping(Exception):
-    """`stop()` was called while an S3 call was being retried: nothing more is written or committed."""
-
-
-class DigestWorker:
+class DigestWorker(Worker):
     """The digest writer: reads `stored` journal records, writes signed digests at every period end."""
 
     def __init__(self, settings: Settings, metrics: DigestMetrics | None = None) -> None:
-        self.settings = settings
+        super().__init__(settings, settings.digests, settings.topics.s3_journal)
         self.config = settings.digests
         self.metrics = metrics or DigestMetrics()
-        self.topic = settings.topics.s3_journal
-        self.trails: dict[str, Trail] = {}
         self.chains: dict[tuple[str, str, str], ChainState] = {}
-        self._stopping = False
         self._next: dict[int, int] = {}  # partition -> offset after the last journal record taken
+        self._next_end = period_end_after(time.time(), self.config.period_s)
         self.s3 = boto3.client("s3", config=AWS_CLIENT_CONFIG)
         kms = boto3.client("kms", config=AWS_CLIENT_CONFIG) if settings.keys.kms_key_id else None
         self.keys = SigningKeys(settings.keys.folder, settings.keys.rotation_s, settings.keys.kms_key_id, kms)
-        self.feed = TrailFeed(settings, self._trail_changed)
         self.admin = AdminClient(settings.kafka_config())
-        self.consumer = Consumer(settings.kafka_config(**{
-            "group.id": self.config.group_id, "enable.auto.commit": False, "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest", "enable.partition.eof": True}))
 
-    def run(self) -> None:
-        """Write digests until `stop()`."""
-        self.feed.catch_up()
+    def attach(self) -> None:
+        """Assign every journal partition at its committed offset (one digest worker reads them all), then find
+        the chains again in S3."""
         partitions = self.consumer.list_topics(self.topic, timeout=KAFKA_TIMEOUT_S).topics[self.topic].partitions
         committed = self.consumer.committed([TopicPartition(self.topic, p) for p in sorted(partitions)],
                                             timeout=KAFKA_TIMEOUT_S)
@@ -145,45 +135,28 @@ class DigestWorker:
         self._next = {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
         self.keys.current()
         self._discover_chains()
-        next_end = period_end_after(time.time(), self.config.period_s)
-        log.info("digest worker started", extra={"chains": len(self.chains), "next_digest_end": next_end.isoformat()})
-        try:
-            while not self._stopping:
-                self.feed.poll()
-                for message in self.consumer.consume(1000, timeout=0.2):
-                    self._take(message)
-                if time.time() >= next_end.timestamp():
-                    try:
-                        self._read_to_end()
-                        self._write_digests(next_end)
-                    except DigestStopping:
-                        log.warning("stopped while S3 was failing; the next start re-reads the uncommitted journal")
-                        break
-                    self._commit()
-                    next_end = period_end_after(time.time(), self.config.period_s)
-        finally:
-            self.consumer.close()
-            self.feed.close()
+        self._next_end = period_end_after(time.time(), self.config.period_s)
+        self.health.ready = True
+        log.info("chains found", extra={"chains": len(self.chains), "next_digest_end": self._next_end.isoformat()})
 
-    def stop(self) -> None:
-        self._stopping = True
+    def handle_batch(self, records: list[Message]) -> None:
+        """Take the journal records; at a period end, read the journal to its end, write the digests, commit.
 
-    def _trail_changed(self, arn: str, trail: Trail | None) -> None:
-        if trail is None:
-            self.trails.pop(arn, None)
-        else:
-            self.trails[arn] = trail
+        A stop while S3 is failing raises `WorkerStopping`: nothing more is written or committed, and the next
+        start re-reads the uncommitted journal (files already in a chain's latest digest are skipped).
+        """
+        for message in records:
+            self._take(message)
+        if time.time() >= self._next_end.timestamp():
+            self._read_to_end()
+            self._write_digests(self._next_end)
+            self._commit()
+            self._next_end = period_end_after(time.time(), self.config.period_s)
+
+    def reached_end(self, partition: int, offset: int) -> None:
+        self._next[partition] = max(self._next.get(partition, 0), offset)
 
     def _take(self, message: Message) -> None:
-        error = message.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                self._next[message.partition()] = max(self._next.get(message.partition(), 0), message.offset())
-                return
-            if error.fatal():
-                raise KafkaException(error)
-            log.warning("consumer error", extra={"error": error.str()})
-            return
         self._next[message.partition()] = message.offset() + 1
         kind, span = FileSpan.from_journal(message.value())
         if kind != "stored":
@@ -267,10 +240,10 @@ class DigestWorker:
                                           for tp in assignment}, request_timeout=KAFKA_TIMEOUT_S)
         ends = {tp.partition: future.result().offset for tp, future in latest.items()}
         deadline = time.monotonic() + KAFKA_TIMEOUT_S
-        while time.monotonic() < deadline and not self._stopping:
+        while time.monotonic() < deadline and not self.stopping:
             if all(self._next.get(p, 0) >= end for p, end in ends.items()):
                 return
-            for message in self.consumer.consume(1000, timeout=0.2):
+            for message in self.records(self.consumer.consume(1000, timeout=0.2)):
                 self._take(message)
         log.warning("journal not read to its end before the digest; late files go to the next digest")
 
@@ -317,10 +290,10 @@ class DigestWorker:
                 code = exc.response.get("Error", {}).get("Code", "Unknown") if isinstance(exc, ClientError) \
                     else type(exc).__name__
                 self.metrics.errors.labels(call, code).inc()
-                if self._stopping:
-                    raise DigestStopping from exc
+                if self.stopping:
+                    raise WorkerStopping from exc
                 log.warning("AWS call failed; retrying", extra={"call": call, "code": code, "retry_in_s": delay})
-                time.sleep(delay * random.uniform(0.5, 1.0))
+                self.wait(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self.config.retry_max_backoff_s)
                 continue
             if not paginate:

@@ -37,7 +37,6 @@ import functools
 import hashlib
 import logging
 import random
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -47,17 +46,17 @@ import boto3
 import orjson
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from kafkatrail.core.settings import Settings
 from kafkatrail.core.topics import reader, until_end
+from kafkatrail.runtime.worker import Worker, WorkerStopping
 from kafkatrail.schemas.contract import DeliveryKey, Notification, event_time_ms, scan_event_time
 from kafkatrail.schemas.log_files import compress, log_file_content, log_file_key, unique_part
 from kafkatrail.sinks.journal import FileSpan
 from kafkatrail.sinks.s3_batches import ClosedBatch, PartitionBatches
 from kafkatrail.trails.model import Trail
-from kafkatrail.trails.topic import TrailFeed
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +66,6 @@ COMMIT_EVERY_S = 1.0
 STORE_THREADS = 8
 PERMANENT_SNS_ERRORS = frozenset({"NotFound", "NotFoundException", "AuthorizationError", "InvalidParameter",
                                   "InvalidParameterValue"})
-
-
-class SinkStopping(Exception):
-    """`stop()` was called while a call was being retried: the files in hand are left to the next owner."""
 
 
 class _File(NamedTuple):
@@ -107,94 +102,55 @@ class S3SinkMetrics:
                          registry=registry)
 
 
-class S3Sink:
+class S3Sink(Worker):
     """One S3 sink process of the sink's consumer group."""
 
     def __init__(self, settings: Settings, metrics: S3SinkMetrics | None = None, *, insights: bool = False) -> None:
-        self.settings = settings
-        self.config = settings.s3
         self.topics = settings.topics
-        self.source = self.topics.insights if insights else self.topics.delivery
+        super().__init__(settings, settings.s3_insights if insights else settings.s3,
+                         self.topics.insights if insights else self.topics.delivery)
+        self.config = settings.s3
         self.journal_topic = self.topics.s3_insight_journal if insights else self.topics.s3_journal
         self.kind = "CloudTrail-Insight" if insights else "CloudTrail"
-        self.group_id = self.config.insight_group_id if insights else self.config.group_id
+        self.group_id = self.role.group_id
         self.metrics = metrics or S3SinkMetrics()
-        self.trails: dict[str, Trail] = {}
         self.partitions: dict[int, PartitionBatches] = {}
         self._journal_spans: dict[int, list[tuple[int, int]]] = {}
         self._journal_next: dict[int, int] = {}
-        self._stopped = threading.Event()
         self._last_commit = 0.0
-        self.feed = TrailFeed(settings, self._trail_changed)
         self._pool = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="s3-put")
         self.s3 = boto3.client("s3", config=AWS_CLIENT_CONFIG)
         self.sns = boto3.client("sns", config=AWS_CLIENT_CONFIG)
         self.journal = Producer(settings.kafka_config(**{
             "enable.idempotence": True, "acks": "all", "linger.ms": 0}))
-        self.consumer = Consumer(settings.kafka_config(**{
-            "group.id": self.group_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "session.timeout.ms": self.config.session_timeout_s * 1000,
-        }))
 
-    def run(self) -> None:
-        """Write log files until `stop()`."""
-        self.feed.catch_up()
-        self.consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
-        log.info("s3 sink started", extra={"group_id": self.group_id, "kind": self.kind, "trails": len(self.trails)})
-        try:
-            while not self._stopped.is_set():
-                self.feed.poll()
-                closed = [batch for message in self.consumer.consume(1000, timeout=0.2)
-                          if (batch := self._take(message)) is not None]
-                closed += self._expired()
-                if closed:
-                    try:
-                        self._write(closed)
-                    except SinkStopping:
-                        log.warning("stopped with files unstored; the partitions' next owner rebuilds them",
-                                    extra={"files": len(closed)})
-                        break
-                if closed or time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
-                    self._commit()
-        finally:
-            self.close()
+    def handle_batch(self, records: list[Message]) -> None:
+        """Batch the records; store every file that closed (by size or age); commit after files, or each second.
 
-    def stop(self) -> None:
-        """Finish (or abandon, if S3 is failing) the round of files in hand, commit what is stored, return."""
-        self._stopped.set()
+        A stop while S3 or the broker is failing raises `WorkerStopping` out of `_write`: the files in hand stay
+        unsettled, so the commit at close stays before them and the partitions' next owner rebuilds them.
+        """
+        closed = [batch for message in records if (batch := self._take(message)) is not None]
+        closed += self._expired()
+        if closed:
+            self._write(closed)
+        if closed or time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
+            self._commit()
 
-    def close(self) -> None:
+    def reached_end(self, partition: int, offset: int) -> None:
+        if (batches := self.partitions.get(partition)) is not None:
+            batches.reached(offset)
+
+    def closing(self) -> None:
         self._commit()
-        self.consumer.close()
-        self.feed.close()
+
+    def closed(self) -> None:
         self.journal.flush(KAFKA_TIMEOUT_S)
         self.journal.close()
         self._pool.shutdown()
 
-    def _trail_changed(self, arn: str, trail: Trail | None) -> None:
-        if trail is None:
-            self.trails.pop(arn, None)
-        else:
-            self.trails[arn] = trail
-
     def _take(self, message: Message) -> tuple[int, ClosedBatch] | None:
         """Add a record to its batch; returns (partition, batch) when that completed a batch."""
-        error = message.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                if (batches := self.partitions.get(message.partition())) is not None:
-                    batches.reached(message.offset())
-                return None
-            if error.fatal():
-                raise KafkaException(error)
-            log.warning("consumer error", extra={"error": error.str()})
-            return None
         batches = self.partitions.get(message.partition())
         if batches is None:
             return None
@@ -272,8 +228,8 @@ class S3Sink:
                                  partition=span.partition, on_delivery=functools.partial(delivered, span))
         while len(offsets) + len(failures) < len(spans):
             self.journal.flush(1.0)
-            if self._stopped.is_set() and len(offsets) + len(failures) < len(spans):
-                raise SinkStopping
+            if self.stopping and len(offsets) + len(failures) < len(spans):
+                raise WorkerStopping
         if failures:
             raise KafkaException(failures[0])
         for span, journal_offset in offsets:
@@ -301,7 +257,7 @@ class S3Sink:
             self.metrics.notifications.inc()
         except ClientError as exc:
             log.error("SNS notification not published", extra={"topic_arn": topic_arn, "error": str(exc)})
-        except SinkStopping:
+        except WorkerStopping:
             log.error("SNS notification not published: stopped while SNS was failing",
                       extra={"topic_arn": topic_arn, "object_key": span.object_key})
 
@@ -309,8 +265,8 @@ class S3Sink:
         """Retry an AWS call with exponential backoff and jitter until it succeeds or fails permanently."""
         delay = 0.2
         while True:
-            if self._stopped.is_set() and delay > 0.2:
-                raise SinkStopping
+            if self.stopping and delay > 0.2:
+                raise WorkerStopping
             try:
                 return attempt()
             except ClientError as exc:
@@ -323,7 +279,7 @@ class S3Sink:
                 code = type(exc).__name__
             self.metrics.retries.labels(call).inc()
             log.warning("AWS call failed; retrying", extra={"call": call, "code": code, "retry_in_s": delay})
-            self._stopped.wait(delay * random.uniform(0.5, 1.0))
+            self.wait(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self.config.retry_max_backoff_s)
 
     def _count(self, file: _File) -> None:
@@ -345,7 +301,7 @@ class S3Sink:
             spans = [(jo, last) for jo, last in self._journal_spans.get(partition, []) if last >= committed]
             self._journal_spans[partition] = spans
             journal_from = min((jo for jo, _ in spans), default=self._journal_next.get(partition, 0))
-            offsets.append(TopicPartition(self.source, partition, committed,
+            offsets.append(TopicPartition(self.topic, partition, committed,
                                           metadata=orjson.dumps({"journal": journal_from}).decode()))
         if offsets:
             try:
@@ -360,8 +316,8 @@ class S3Sink:
         _, high = self.consumer.get_watermark_offsets(tp, cached=True)
         return max(high, tp.offset)
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        committed = {tp.partition: tp for tp in consumer.committed(partitions, timeout=KAFKA_TIMEOUT_S)}
+    def on_assign(self, partitions: list[TopicPartition]) -> None:
+        committed = {tp.partition: tp for tp in self.consumer.committed(partitions, timeout=KAFKA_TIMEOUT_S)}
         starts = {p: max(tp.offset, 0) for p, tp in committed.items()}
         journal_from = {p: orjson.loads(tp.metadata)["journal"] if tp.metadata else 0 for p, tp in committed.items()}
         spans = self._read_journal(journal_from, starts)
@@ -369,18 +325,18 @@ class S3Sink:
             self.partitions[partition] = PartitionBatches(
                 partition, start, spans[partition], max_records=self.config.max_file_records,
                 max_bytes=self.config.max_file_bytes, flush_interval_s=self.config.flush_interval_s)
-        log.info("partitions assigned", extra={"partitions": sorted(starts),
-                                               "journaled_spans": sum(len(s) for s in spans.values())})
+        log.info("journal read", extra={"partitions": sorted(starts),
+                                        "journaled_spans": sum(len(s) for s in spans.values())})
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def on_revoke(self, partitions: list[TopicPartition]) -> None:
+        """Commit what is stored, then forget the partitions: their next owner rebuilds the rest."""
         self._commit()
-        self._on_lost(consumer, partitions)
+        self.on_lost(partitions)
 
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def on_lost(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self.partitions.pop(tp.partition, None)
             self._journal_spans.pop(tp.partition, None)
-        log.info("partitions revoked", extra={"partitions": [tp.partition for tp in partitions]})
 
     def _read_journal(self, journal_from: dict[int, int], committed: dict[int, int]) -> dict[int, list[FileSpan]]:
         """Per partition, the journaled spans that reach its committed offset or beyond."""

@@ -10,6 +10,7 @@ AWS endpoints and credentials are deliberately not settings: boto3's own chain (
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -52,10 +53,19 @@ class StackSettings(BaseModel):
     stop_timeout_s: float = Field(30.0, gt=0)
 
 
-class TransactionalWorkerSettings(BaseModel):
-    """What every transactional worker (processors/transactional.py) needs: identity, timeouts, /metrics."""
+class WorkerSettings(BaseModel):
+    """What every worker role has: its consumer group, its session timeout and where it serves /metrics."""
 
     model_config = ConfigDict(extra="forbid")
+
+    group_id: str = Field(min_length=1, description="the role's consumer group; scale out by starting more")
+    session_timeout_s: int = Field(10, ge=6, description="a worker silent this long leaves the group")
+    metrics_host: str = Field("127.0.0.1", description="address of /metrics, /healthz and /readyz")
+    metrics_port: int = Field(ge=0, le=65535, description="0: serve no /metrics, /healthz, /readyz")
+
+
+class TransactionalWorkerSettings(WorkerSettings):
+    """What every transactional worker (`kafkatrail.processors.transactional`) adds: its identity and timeout."""
 
     instance_id: str = Field(
         default_factory=socket.gethostname,
@@ -63,8 +73,6 @@ class TransactionalWorkerSettings(BaseModel):
         description="stable per process: a restarted worker with the same id fences its crashed predecessor",
     )
     transaction_timeout_s: int = Field(30, ge=5, description="the broker aborts a dead worker's open transaction")
-    session_timeout_s: int = Field(10, ge=6, description="a worker silent this long leaves the group")
-    metrics_host: str = Field("127.0.0.1", description="address of the /metrics endpoint")
 
 
 class ProcessorSettings(TransactionalWorkerSettings):
@@ -75,54 +83,38 @@ class ProcessorSettings(TransactionalWorkerSettings):
     dedupe_bucket_s: int = Field(3_600, ge=1, description="granularity at which old eventIDs are forgotten")
     batch_max_events: int = Field(2_000, ge=1, description="events per transaction at most")
     batch_timeout_s: float = Field(0.2, gt=0, description="wait at most this long to fill a batch")
-    metrics_port: int = Field(9464, ge=0, le=65535, description="0: do not serve /metrics")
+    metrics_port: int = Field(9464, ge=0, le=65535)
 
 
-class S3SinkSettings(BaseModel):
+class S3SinkSettings(WorkerSettings):
     """How the S3 sink (`kafkatrail worker s3`) batches the delivery topic into CloudTrail log files."""
 
-    model_config = ConfigDict(extra="forbid")
-
     group_id: str = Field("kafkatrail-s3", min_length=1)
-    insight_group_id: str = Field("kafkatrail-s3-insights", min_length=1,
-                                  description="group of `worker s3-insights` (Insights files)")
+    metrics_port: int = Field(9465, ge=0, le=65535)
     flush_interval_s: float = Field(300.0, ge=1, description="a log file is closed this long after it opened")
     max_file_records: int = Field(50_000, ge=1, description="a log file is closed at this many records")
     max_file_bytes: int = Field(64 * 2**20, ge=1024, description="...or at this much uncompressed JSON")
     gzip_level: int = Field(6, ge=1, le=9)
     retry_max_backoff_s: float = Field(30.0, gt=0, description="S3 and SNS calls are retried forever, backing off")
-    session_timeout_s: int = Field(10, ge=6, description="a sink silent this long leaves the group")
-    metrics_host: str = Field("127.0.0.1")
-    metrics_port: int = Field(9465, ge=0, le=65535, description="0: do not serve /metrics")
-    insight_metrics_port: int = Field(9469, ge=0, le=65535, description="/metrics of `worker s3-insights`")
 
 
-class CloudWatchSinkSettings(BaseModel):
+class CloudWatchSinkSettings(WorkerSettings):
     """How the CloudWatch Logs sink (`kafkatrail worker cloudwatch`) batches PutLogEvents calls."""
 
-    model_config = ConfigDict(extra="forbid")
-
     group_id: str = Field("kafkatrail-cloudwatch", min_length=1)
-    insight_group_id: str = Field("kafkatrail-cloudwatch-insights", min_length=1,
-                                  description="group of `worker cloudwatch-insights` (Insights records)")
+    metrics_port: int = Field(9466, ge=0, le=65535)
     flush_interval_s: float = Field(5.0, gt=0, description="pending events are sent at least this often")
     retry_max_backoff_s: float = Field(30.0, gt=0, description="calls are retried forever, backing off")
-    metrics_host: str = Field("127.0.0.1")
-    metrics_port: int = Field(9466, ge=0, le=65535, description="0: do not serve /metrics")
-    insight_metrics_port: int = Field(9470, ge=0, le=65535, description="/metrics of `worker cloudwatch-insights`")
 
 
-class DigestSettings(BaseModel):
+class DigestSettings(WorkerSettings):
     """How the digest worker (`kafkatrail worker digests`) signs a digest file per period and chain."""
-
-    model_config = ConfigDict(extra="forbid")
 
     group_id: str = Field("kafkatrail-digests", min_length=1, description="consumer group on the S3 sink's journal")
     period_s: int = Field(3600, ge=1, description="one digest per trail, account and region this often")
     lookback_days: int = Field(31, ge=1, description="how far back a restarted worker looks for a chain's last digest")
     retry_max_backoff_s: float = Field(30.0, gt=0, description="S3 calls are retried forever, backing off")
-    metrics_host: str = Field("127.0.0.1")
-    metrics_port: int = Field(9467, ge=0, le=65535, description="0: do not serve /metrics")
+    metrics_port: int = Field(9467, ge=0, le=65535)
 
 
 class InsightsSettings(TransactionalWorkerSettings):
@@ -131,7 +123,7 @@ class InsightsSettings(TransactionalWorkerSettings):
     group_id: str = Field("kafkatrail-insights", min_length=1, description="consumer group on the delivery topic")
     batch_max_events: int = Field(5_000, ge=1, description="delivery records per transaction at most")
     batch_timeout_s: float = Field(1.0, gt=0, description="wait at most this long to fill a batch")
-    metrics_port: int = Field(9468, ge=0, le=65535, description="0: do not serve /metrics")
+    metrics_port: int = Field(9468, ge=0, le=65535)
     baseline_days: int = Field(7, ge=1, le=28, description="days of per-slot history the baseline is learned from")
     min_history_days: int = Field(1, ge=1, description="no Insight before a trail has this many days of history")
     slot_minutes: int = Field(10, ge=1, le=60, description="granularity of the history; must divide a day")
@@ -145,6 +137,20 @@ class InsightsSettings(TransactionalWorkerSettings):
     end_minutes: int = Field(3, ge=1, description="an Insight ends after this many quiet minutes")
     allowed_lateness_s: int = Field(120, ge=0, description="a minute is evaluated once event time is this far past")
 
+
+
+class S3InsightsSettings(WorkerSettings):
+    """`kafkatrail worker s3-insights`: its own group and port; files are batched as `[s3]` says."""
+
+    group_id: str = Field("kafkatrail-s3-insights", min_length=1)
+    metrics_port: int = Field(9469, ge=0, le=65535)
+
+
+class CloudWatchInsightsSettings(WorkerSettings):
+    """`kafkatrail worker cloudwatch-insights`: its own group and port; batches as `[cloudwatch]` says."""
+
+    group_id: str = Field("kafkatrail-cloudwatch-insights", min_length=1)
+    metrics_port: int = Field(9470, ge=0, le=65535)
 
 
 class KeySettings(BaseModel):
@@ -186,6 +192,8 @@ class Settings(BaseSettings):
     cloudwatch: CloudWatchSinkSettings = Field(default_factory=CloudWatchSinkSettings)
     digests: DigestSettings = Field(default_factory=DigestSettings)
     insights: InsightsSettings = Field(default_factory=InsightsSettings)
+    s3_insights: S3InsightsSettings = Field(default_factory=S3InsightsSettings)
+    cloudwatch_insights: CloudWatchInsightsSettings = Field(default_factory=CloudWatchInsightsSettings)
     keys: KeySettings = Field(default_factory=KeySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 
@@ -211,6 +219,31 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """`settings` as the KAFKATRAIL_* environment variables that load them again (how a child worker gets them).
+
+    Unset (None) values are left out, so the child takes their default, which is None too.
+    """
+    environment: dict[str, str] = {}
+
+    def export(name: str, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, BaseModel):
+            for field in type(value).model_fields:
+                export(f"{name}__{field.upper()}", getattr(value, field))
+        elif isinstance(value, dict | list):
+            environment[name] = json.dumps(value)
+        elif isinstance(value, bool):
+            environment[name] = "true" if value else "false"
+        else:
+            environment[name] = str(value)
+
+    for field in Settings.model_fields:
+        export(f"KAFKATRAIL_{field.upper()}", getattr(settings, field))
+    return environment
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -16,7 +14,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Message, TopicPartition
 
-from kafkatrail.core.settings import Settings
+from kafkatrail.core.settings import Settings, settings_environment
 from kafkatrail.core.topics import create_topics, group_progress, reader, until_end
 from kafkatrail.processors.selectors import Selection
 from kafkatrail.producers.event_producer import EventProducer
@@ -24,6 +22,7 @@ from kafkatrail.producers.simulator import Limit, TrafficModel, TrafficSimulator
 from kafkatrail.schemas.contract import DeliveryKey
 from kafkatrail.stack import Endpoints
 from kafkatrail.trails.definitions import load_trails
+from kafkatrail.worker_process import WorkerProcess
 
 TRAILS = load_trails(Path(__file__).parents[2] / "deploy" / "trails.demo.yaml")
 START = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -32,15 +31,18 @@ START = datetime(2026, 3, 2, 9, tzinfo=UTC)
 def fresh_settings(bootstrap_servers: str, **sections: Any) -> Settings:
     """Settings with a fresh topic prefix and consumer groups, fast timeouts and no /metrics ports."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
+    fast = {"session_timeout_s": 6, "metrics_port": 0}
     return Settings(
         bootstrap_servers=bootstrap_servers, topic_prefix=prefix,
-        processors={"group_id": f"{prefix}-processors", "session_timeout_s": 6, "metrics_port": 0},
-        s3={"group_id": f"{prefix}-s3", "insight_group_id": f"{prefix}-s3-insights", "metrics_port": 0,
-            "session_timeout_s": 6, **sections.get("s3", {})},
-        cloudwatch={"group_id": f"{prefix}-cloudwatch", "insight_group_id": f"{prefix}-cloudwatch-insights",
-                    "metrics_port": 0, "flush_interval_s": 1, **sections.get("cloudwatch", {})},
-        insights={"group_id": f"{prefix}-insights", "session_timeout_s": 6, "metrics_port": 0,
-                  **sections.get("insights", {})})
+        processors={"group_id": f"{prefix}-processors", **fast},
+        s3={"group_id": f"{prefix}-s3", **fast, **sections.get("s3", {})},
+        s3_insights={"group_id": f"{prefix}-s3-insights", **fast},
+        cloudwatch={"group_id": f"{prefix}-cloudwatch", "flush_interval_s": 1, **fast,
+                    **sections.get("cloudwatch", {})},
+        cloudwatch_insights={"group_id": f"{prefix}-cloudwatch-insights", **fast},
+        digests={"group_id": f"{prefix}-digests", **fast, **sections.get("digests", {})},
+        insights={"group_id": f"{prefix}-insights", **fast, **sections.get("insights", {})},
+        **sections.get("top", {}))
 
 
 def pipeline_settings(stack: Endpoints) -> Settings:
@@ -51,79 +53,48 @@ def pipeline_settings(stack: Endpoints) -> Settings:
 
 
 class Workers:
-    """Starts and kills `kafkatrail worker <role>` subprocesses; stops whatever is left at the end."""
+    """Starts, stops and kills `kafkatrail worker <role>` child processes; stops whatever is left at the end."""
 
     def __init__(self, settings: Settings, log_dir: Path, env: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.log_dir = log_dir
-        self.running: dict[str, list[subprocess.Popen[bytes]]] = {}
-        self.env = {
-            **os.environ,
-            "KAFKATRAIL_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "KAFKATRAIL_TOPIC_PREFIX": settings.topic_prefix,
-            "KAFKATRAIL_PROCESSORS__GROUP_ID": settings.processors.group_id,
-            "KAFKATRAIL_PROCESSORS__SESSION_TIMEOUT_S": str(settings.processors.session_timeout_s),
-            "KAFKATRAIL_S3__GROUP_ID": settings.s3.group_id,
-            "KAFKATRAIL_S3__INSIGHT_GROUP_ID": settings.s3.insight_group_id,
-            "KAFKATRAIL_CLOUDWATCH__INSIGHT_GROUP_ID": settings.cloudwatch.insight_group_id,
-            "KAFKATRAIL_CLOUDWATCH__FLUSH_INTERVAL_S": str(settings.cloudwatch.flush_interval_s),
-            "KAFKATRAIL_S3__FLUSH_INTERVAL_S": str(settings.s3.flush_interval_s),
-            "KAFKATRAIL_S3__MAX_FILE_RECORDS": str(settings.s3.max_file_records),
-            "KAFKATRAIL_S3__SESSION_TIMEOUT_S": str(settings.s3.session_timeout_s),
-            "KAFKATRAIL_CLOUDWATCH__GROUP_ID": settings.cloudwatch.group_id,
-            "KAFKATRAIL_INSIGHTS__GROUP_ID": settings.insights.group_id,
-            "KAFKATRAIL_INSIGHTS__SESSION_TIMEOUT_S": str(settings.insights.session_timeout_s),
-            **(env or {}),
-        }
+        self.running: dict[str, list[WorkerProcess]] = {}
+        self.env = {**os.environ, **settings_environment(settings), **(env or {})}
 
-    def start(self, role: str = "processors") -> subprocess.Popen[bytes]:
+    def start(self, role: str = "processors") -> WorkerProcess:
         started = self.running.setdefault(role, [])
-        log = (self.log_dir / f"{role}-{len(started)}.log").open("wb")
-        command = [sys.executable, "-m", "kafkatrail.cli", "worker", role, "--metrics-port", "0"]
-        if role in ("processors", "insights"):
-            command += ["--instance-id", "p0"]
-        process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        started.append(process)
-        return process
+        args = ["--instance-id", "p0"] if role in ("processors", "insights") else []
+        worker = WorkerProcess(role, self.log_dir / f"{role}-{len(started)}.log", self.env, args, metrics_port=0)
+        started.append(worker)
+        return worker
 
-    def latest(self, role: str = "processors") -> subprocess.Popen[bytes]:
+    def latest(self, role: str = "processors") -> WorkerProcess:
         return self.running[role][-1]
 
     def kill(self, role: str = "processors") -> None:
-        process = self.latest(role)
-        process.kill()
-        process.wait(10)
+        self.latest(role).kill()
 
     def terminate(self, role: str = "processors", within_s: float = 30) -> None:
         """SIGTERM the latest worker of `role` and require a clean exit (status 0) within `within_s`."""
-        process = self.latest(role)
-        process.send_signal(signal.SIGTERM)
-        try:
-            status = process.wait(within_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-            raise AssertionError(f"the {role} worker ignored SIGTERM for {within_s} s:\n{self.log_tail()}") from None
+        worker = self.latest(role)
+        ended = worker.stop(within_s)
+        assert not ended.startswith("killed"), f"the {role} worker ignored SIGTERM for {within_s} s:\n{self.log_tail()}"
+        status = worker.process.returncode
         assert status == 0, f"the {role} worker exited with {status} on SIGTERM:\n{self.log_tail()}"
 
     def stop_all(self) -> None:
-        processes = [p for started in self.running.values() for p in started]
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        workers = [w for started in self.running.values() for w in started if w.alive()]
+        for worker in workers:
+            worker.process.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.stop()
 
     def log_tail(self) -> str:
         return "\n".join(f"--- {path.name}\n{path.read_text()[-3000:]}" for path in sorted(self.log_dir.glob("*.log")))
 
     def assert_alive(self) -> None:
         for role, started in self.running.items():
-            assert started[-1].poll() is None, f"the {role} worker exited:\n{self.log_tail()}"
+            assert started[-1].alive(), f"the {role} worker exited:\n{self.log_tail()}"
 
 
 def wait_for_progress(settings: Settings, workers: Workers, share: float, group_id: str | None = None,

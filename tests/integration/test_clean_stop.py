@@ -57,11 +57,10 @@ class Replay(threading.Thread):
 
 def wait_until_working(workers: Workers, role: str, timeout_s: float = 60) -> None:
     """Until the latest worker of `role` has logged its partition assignment."""
-    process = workers.latest(role)
-    log = workers.log_dir / f"{role}-{len(workers.running[role]) - 1}.log"
+    worker = workers.latest(role)
     deadline = time.monotonic() + timeout_s
-    while b'"partitions assigned"' not in log.read_bytes():
-        assert process.poll() is None, f"the {role} worker exited:\n{workers.log_tail()}"
+    while b'"partitions assigned"' not in worker.log_file.read_bytes():
+        assert worker.alive(), f"the {role} worker exited:\n{workers.log_tail()}"
         assert time.monotonic() < deadline, f"the {role} worker got no partitions in {timeout_s} s"
         time.sleep(0.1)
 
@@ -137,10 +136,10 @@ def test_a_sink_joining_and_leaving_mid_flush_leaves_each_pair_in_exactly_one_fi
         wait_until_working(workers, "s3")
         time.sleep(rng.uniform(0.5, 2.0))
         workers.terminate("s3")            # leaves: the partitions go back to the first sink
-        assert second.returncode == 0
+        assert second.process.returncode == 0
         workers.running["s3"].append(first)
     replay.finish()
-    assert first.poll() is None, workers.log_tail()
+    assert first.alive(), workers.log_tail()
     wait_until_stored(workers)
 
     pairs = pairs_in_files(stored_files(aws_endpoint, trails), trails)

@@ -1,0 +1,179 @@
+"""`Worker`: the lifecycle every `kafkatrail worker ROLE` shares, so a role keeps only what is its own.
+
+The runtime owns:
+- the consumer, built from settings (the role's group, manual commits, read_committed, end-of-partition
+  events, the role's session timeout), and its subscription with assign/revoke/lost callbacks;
+- the trails feed (`kafkatrail.trails.topic.TrailFeed`): read to its end before the first record, then
+  polled every round, so a trail change reaches the role without a restart;
+- the loop: poll the feed, consume a batch, sort out consumer events (a fatal error raises, an
+  end-of-partition event goes to `reached_end`, other errors are logged), hand the records to
+  `handle_batch`; until `stop()`;
+- the stop: `stop()` (the CLI calls it on SIGTERM and SIGINT) ends the loop after the batch in hand; the
+  role's `finish()` runs on a clean stop, not after `WorkerStopping` (a role raises it when it abandons
+  work in hand because a stop arrived while it was retrying); then `close()` closes the consumer, which
+  revokes its partitions through the same callbacks;
+- `Health` for /healthz and /readyz (`kafkatrail.core.metrics`): a beat every round; ready once the trails
+  are read and the partitions assigned.
+
+Offsets are the role's: the runtime never commits, and never asks the consumer for its position.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from kafkatrail.core.metrics import Health
+from kafkatrail.core.settings import Settings, WorkerSettings
+from kafkatrail.trails.model import Trail
+from kafkatrail.trails.topic import TrailFeed
+
+log = logging.getLogger(__name__)
+
+
+class WorkerStopping(Exception):
+    """A stop arrived while the role was retrying; the work in hand is left to the partitions' next owner."""
+
+
+class Worker:
+    """One process of a role's consumer group. Subclasses implement `handle_batch` and the hooks they need."""
+
+    consume_max = 1_000
+    consume_timeout_s = 0.2
+
+    def __init__(self, settings: Settings, role: WorkerSettings, topic: str, **consumer_config: Any) -> None:
+        self.settings = settings
+        self.role = role
+        self.topic = topic
+        self.health = Health()
+        self.trails: dict[str, Trail] = {}
+        self._stopped = threading.Event()
+        self.feed = TrailFeed(settings, self._trail_changed)
+        self.consumer = Consumer(settings.kafka_config(**{
+            "group.id": role.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "session.timeout.ms": role.session_timeout_s * 1000,
+            **consumer_config,
+        }))
+
+    # The loop.
+
+    def run(self) -> None:
+        """Work until `stop()`."""
+        try:
+            self.start()
+            self.feed.catch_up()
+            self.attach()
+            log.info("started", extra={"group_id": self.role.group_id, "topic": self.topic,
+                                       "trails": len(self.trails)})
+            while not self.stopping:
+                self.health.beat()
+                self.feed.poll()
+                self.handle_batch(self.records(self.consumer.consume(self.consume_max,
+                                                                     timeout=self.consume_timeout_s)))
+            self.finish()
+        except WorkerStopping:
+            log.warning("stopped with work in hand; the partitions' next owner takes it over")
+        finally:
+            self.health.ready = False
+            self.close()
+
+    def stop(self) -> None:
+        """End the loop after the batch in hand (safe to call from a signal handler)."""
+        self._stopped.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopped.is_set()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if a stop arrives (for back-off between retries)."""
+        self._stopped.wait(seconds)
+
+    def records(self, messages: list[Message]) -> list[Message]:
+        """The records among `messages`; end-of-partition events go to `reached_end`, errors are raised or logged."""
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(message)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                self.reached_end(message.partition(), message.offset())
+            elif error.fatal():
+                raise KafkaException(error)
+            else:
+                log.warning("consumer error", extra={"error": error.str()})
+        return records
+
+    def close(self) -> None:
+        """Close the consumer (its partitions are revoked through the callbacks), the feed, then the role's own."""
+        self.closing()
+        self.consumer.close()
+        self.feed.close()
+        self.closed()
+
+    def attach(self) -> None:
+        """Subscribe to the role's topic (a role that assigns partitions itself overrides this)."""
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+
+    def _trail_changed(self, arn: str, trail: Trail | None) -> None:
+        if trail is None:
+            self.trails.pop(arn, None)
+        else:
+            self.trails[arn] = trail
+        self.trail_changed(arn, trail)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.on_assign(partitions)
+        self.health.ready = True
+        log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in partitions)})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.on_revoke(partitions)
+        log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in partitions)})
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.on_lost(partitions)
+        log.warning("partitions lost", extra={"partitions": sorted(tp.partition for tp in partitions)})
+
+    # What a role provides.
+
+    def handle_batch(self, records: list[Message]) -> None:
+        """Take one consumed batch (possibly empty: time-driven work goes here too)."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Before the trails are read and the topic subscribed (e.g. initialise transactions)."""
+
+    def trail_changed(self, arn: str, trail: Trail | None) -> None:
+        """A trail was defined or changed (`trail`), or deleted (None); `self.trails` is already updated."""
+
+    def reached_end(self, partition: int, offset: int) -> None:
+        """The consumer reached the end of `partition` at `offset`: every record below it was handed over."""
+
+    def on_assign(self, partitions: list[TopicPartition]) -> None:
+        """Partitions were assigned (inside the consumer's callback)."""
+
+    def on_revoke(self, partitions: list[TopicPartition]) -> None:
+        """Partitions are being revoked: commit what was stored of them (inside the consumer's callback)."""
+
+    def on_lost(self, partitions: list[TopicPartition]) -> None:
+        """Partitions were lost (the group moved on): forget them without committing."""
+        self.on_revoke(partitions)
+
+    def finish(self) -> None:
+        """After a clean stop, before the consumer closes (e.g. flush and commit what is pending)."""
+
+    def closing(self) -> None:
+        """First thing in `close()`, however the loop ended."""
+
+    def closed(self) -> None:
+        """After the consumer and the feed are closed (e.g. close producers and thread pools)."""
