@@ -25,7 +25,9 @@ Failures
       counted as ``invalid_parameter`` and logged (the batcher keeps within every documented limit).
     - Everything else (throttling, ServiceUnavailable, other 5xx, connection errors and timeouts, expired or
       missing credentials) is retried forever with exponential back-off (jittered, capped at
-      ``retry_max_backoff_s``); nothing is dropped. While it retries the sink reads nothing: an outage
+      ``retry_max_backoff_s``) by `kafkatrail.core.aws.AwsCalls`, the retry loop every sink shares (the
+      clients make one attempt per call, so the loop sees each failure and a stop at once); nothing is
+      dropped. While it retries the sink reads nothing: an outage
       longer than the consumer's max.poll.interval.ms (5 min) makes it leave the group, and the partitions'
       next owner resends what was not committed.
     - ``rejectedLogEventsInfo`` (too new, too old, expired): the service keeps the rest of the batch; the
@@ -45,19 +47,17 @@ Stopping
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from confluent_kafka import KafkaException, Message, TopicPartition
 
+from kafkatrail.core import aws
+from kafkatrail.core.aws import AwsCalls, error_code
 from kafkatrail.core.settings import Settings
 from kafkatrail.runtime.worker import Worker, WorkerStopping
 from kafkatrail.schemas.contract import DeliveryKey
@@ -78,36 +78,19 @@ log = logging.getLogger(__name__)
 
 CONSUME_BATCH = 1_000
 CONSUME_WAIT_S = 0.1
-FIRST_BACKOFF_S = 0.2
-BACKOFF_SLICE_S = 0.1
-# Answers that are part of normal operation (a new stream; two writers creating one), logged at INFO.
-EXPECTED_ERRORS = frozenset({"ResourceNotFoundException", "ResourceAlreadyExistsException"})
-
-
-def logs_client(region: str) -> Any:
-    """A CloudWatch Logs client through boto3's normal chain; botocore's own retries are off, the writer retries."""
-    config = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=10, read_timeout=30)
-    return boto3.session.Session().client("logs", region_name=region, config=config)
-
-
-class Attempt(Enum):
-    """What one PutLogEvents attempt leaves to do."""
-
-    SETTLED = "settled"  # every event accepted, or refused for good and counted
-    AGAIN = "again"  # the stream was just created: call again now
-    LATER = "later"  # back off, then call again
+# Answers the writer handles itself: a stream to create, a log group that is missing, a refused batch.
+HANDLED_BY_THE_WRITER = frozenset({"ResourceNotFoundException", "InvalidParameterException"})
+HANDLED_ON_CREATE = frozenset({"ResourceNotFoundException", "ResourceAlreadyExistsException"})
 
 
 class LogEventsWriter:
-    """Sends one batch at a time, creating missing streams and retrying until the batch is settled."""
+    """Sends one batch at a time, creating missing streams and retrying (`AwsCalls`) until the batch is settled."""
 
     def __init__(self, max_backoff_s: float, metrics: CloudWatchMetrics, stopping: Callable[[], bool],
-                 new_client: Callable[[str], Any] = logs_client, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.max_backoff_s = max_backoff_s
+                 new_client: Callable[[str], Any], sleep: Callable[[float], None] = time.sleep) -> None:
         self.metrics = metrics
-        self._stopping = stopping
+        self.calls = AwsCalls(metrics.aws, max_backoff_s, stopping, sleep)
         self._new_client = new_client
-        self._sleep = sleep
         self._clients: dict[str, Any] = {}
 
     def put(self, target: Destination, batch: list[PendingEvent]) -> bool:
@@ -115,68 +98,44 @@ class LogEventsWriter:
         client = self._clients.get(target.region)
         if client is None:
             client = self._clients[target.region] = self._new_client(target.region)
-        backoff = min(FIRST_BACKOFF_S, self.max_backoff_s)
-        while True:
-            attempt = self._attempt(client, target, batch)
-            if attempt is Attempt.SETTLED:
+        context = {"log_group": target.log_group, "stream": target.stream, "region": target.region}
+        events = [{"timestamp": event.timestamp, "message": event.message} for event in batch]
+
+        def send() -> Any:
+            self.metrics.calls.inc()
+            return client.put_log_events(logGroupName=target.log_group, logStreamName=target.stream, logEvents=events)
+
+        try:
+            while True:
+                try:
+                    response = self.calls.call("PutLogEvents", send, permanent=HANDLED_BY_THE_WRITER, context=context)
+                except ClientError as exc:
+                    if error_code(exc) == "InvalidParameterException":
+                        self._skip(target, batch, "invalid_parameter", exc)
+                        return True
+                    if not self._create_stream(client, target, context):  # ResourceNotFoundException
+                        self._skip(target, batch, "log_group_missing", exc)
+                        return True
+                    continue
+                self._accepted(target, batch, response.get("rejectedLogEventsInfo") or {})
                 return True
-            if attempt is Attempt.LATER:
-                if not self._back_off(backoff):
-                    log.warning("stopping with a batch unsent; it is sent again after the restart",
-                                extra={"log_group": target.log_group, "stream": target.stream, "events": len(batch)})
-                    return False
-                backoff = min(backoff * 2, self.max_backoff_s)
-            self.metrics.retries.inc()
+        except WorkerStopping:
+            log.warning("stopping with a batch unsent; it is sent again after the restart",
+                        extra={**context, "events": len(batch)})
+            return False
 
-    def _attempt(self, client: Any, target: Destination, batch: list[PendingEvent]) -> Attempt:
-        self.metrics.calls.inc()
+    def _create_stream(self, client: Any, target: Destination, context: dict[str, str]) -> bool:
+        """Create the batch's stream (or find it created meanwhile by another writer); False if its group is
+        missing."""
         try:
-            response = client.put_log_events(
-                logGroupName=target.log_group, logStreamName=target.stream,
-                logEvents=[{"timestamp": event.timestamp, "message": event.message} for event in batch])
+            self.calls.call("CreateLogStream", lambda: client.create_log_stream(
+                logGroupName=target.log_group, logStreamName=target.stream), permanent=HANDLED_ON_CREATE,
+                context=context)
         except ClientError as exc:
-            code = self._failed(exc, "PutLogEvents", target)
-            if code == "InvalidParameterException":
-                self._skip(target, batch, "invalid_parameter", exc)
-                return Attempt.SETTLED
-            if code != "ResourceNotFoundException":
-                return Attempt.LATER
-        except BotoCoreError as exc:
-            self._failed(exc, "PutLogEvents", target)
-            return Attempt.LATER
-        else:
-            self._accepted(target, batch, response.get("rejectedLogEventsInfo") or {})
-            return Attempt.SETTLED
-        return self._create_stream(client, target, batch)
-
-    def _create_stream(self, client: Any, target: Destination, batch: list[PendingEvent]) -> Attempt:
-        try:
-            client.create_log_stream(logGroupName=target.log_group, logStreamName=target.stream)
-        except ClientError as exc:
-            code = self._failed(exc, "CreateLogStream", target)
-            if code == "ResourceNotFoundException":
-                self._skip(target, batch, "log_group_missing", exc)
-                return Attempt.SETTLED
-            return Attempt.LATER  # ResourceAlreadyExistsException included: the put may have raced its creation
-        except BotoCoreError as exc:
-            self._failed(exc, "CreateLogStream", target)
-            return Attempt.LATER
+            return error_code(exc) == "ResourceAlreadyExistsException"
         self.metrics.streams_created.inc()
-        log.info("log stream created", extra={"log_group": target.log_group, "stream": target.stream,
-                                               "region": target.region})
-        return Attempt.AGAIN
-
-    def _failed(self, exc: ClientError | BotoCoreError, operation: str, target: Destination) -> str:
-        """Count and log a failed call; returns its error code (the exception's name for client-side errors)."""
-        if isinstance(exc, ClientError):
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
-        else:
-            code = type(exc).__name__
-        self.metrics.errors.labels(code).inc()
-        level = logging.INFO if code in EXPECTED_ERRORS else logging.WARNING
-        log.log(level, f"{operation} failed", extra={"code": code, "error": str(exc), "log_group": target.log_group,
-                                                  "stream": target.stream, "region": target.region})
-        return code
+        log.info("log stream created", extra=context)
+        return True
 
     def _skip(self, target: Destination, batch: list[PendingEvent], reason: str, exc: ClientError) -> None:
         self.metrics.skipped.labels(reason).inc(len(batch))
@@ -199,16 +158,6 @@ class LogEventsWriter:
             log.warning("CloudWatch Logs refused some events", extra={
                 "rejected": dict(by_reason), "rejected_log_events_info": rejected_info, "events": len(batch),
                 "log_group": target.log_group, "stream": target.stream})
-
-    def _back_off(self, seconds: float) -> bool:
-        """Wait about `seconds` (jittered); False, at once, when the sink is stopping."""
-        deadline = time.monotonic() + random.uniform(seconds / 2, seconds)
-        while not self._stopping():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return True
-            self._sleep(min(remaining, BACKOFF_SLICE_S))
-        return False
 
 
 @dataclass
@@ -245,7 +194,8 @@ class CloudWatchSink(Worker):
         self._committed: dict[int, int] = {}
         self._assigned: set[int] = set()
         self._next_flush = time.monotonic() + self.config.flush_interval_s
-        self.writer = LogEventsWriter(self.config.retry_max_backoff_s, self.metrics, lambda: self.stopping)
+        self.writer = LogEventsWriter(self.config.retry_max_backoff_s, self.metrics, lambda: self.stopping,
+                                      lambda region: aws.client(settings, "logs", region, max_attempts=1), self.wait)
 
     def handle_batch(self, records: list[Message]) -> None:
         """Buffer the records; send full streams at once and every stream each flush interval, then commit."""

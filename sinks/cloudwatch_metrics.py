@@ -1,8 +1,10 @@
-"""The CloudWatch Logs sink's Prometheus metrics (names per DESIGN.md: kafkatrail_cloudwatch_<what>_<unit>)."""
+"""The CloudWatch Logs sink's metrics (names per docs/operations.md §7: kafkatrail_cloudwatch_<what>_<unit>)."""
 
 from __future__ import annotations
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from kafkatrail.core.aws import AwsCallMetrics
 
 # Event time to acceptance: CloudTrail's own delay is about 5 minutes; replayed records can be days old.
 LATENCY_BUCKETS_S = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3_600.0, 21_600.0, 86_400.0, 1_209_600.0)
@@ -22,11 +24,7 @@ class CloudWatchMetrics:
         self.calls = Counter(
             "kafkatrail_cloudwatch_put_log_events_calls_total", "PutLogEvents calls made, failed ones included",
             registry=registry)
-        self.retries = Counter(
-            "kafkatrail_cloudwatch_retries_total", "Calls repeated after a back-off", registry=registry)
-        self.errors = Counter(
-            "kafkatrail_cloudwatch_errors_total", "Failed CloudWatch Logs calls, by error code or exception",
-            ["code"], registry=registry)
+        self.aws = AwsCallMetrics(registry)
         self.streams_created = Counter(
             "kafkatrail_cloudwatch_streams_created_total", "Log streams this process created", registry=registry)
         self.latency = Histogram(

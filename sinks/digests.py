@@ -21,25 +21,24 @@ Run one digest worker per deployment: two would write two chains.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import logging
-import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
+from kafkatrail.core import aws
+from kafkatrail.core.aws import AwsCallMetrics, AwsCalls
 from kafkatrail.core.settings import Settings
-from kafkatrail.runtime.worker import Worker, WorkerStopping
+from kafkatrail.runtime.worker import Worker
 from kafkatrail.schemas.contract import DeliveryKey
 from kafkatrail.sinks.digest_files import (
     ChainId,
@@ -59,7 +58,6 @@ from kafkatrail.trails.model import Trail
 log = logging.getLogger(__name__)
 
 KAFKA_TIMEOUT_S = 30.0
-AWS_CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=15, retries={"max_attempts": 3, "mode": "standard"})
 REMEMBERED_DIGESTS = 24
 
 
@@ -70,8 +68,7 @@ class DigestMetrics:
         self.digests = Counter("kafkatrail_digests_written_total", "Digest files stored", ["kind"], registry=registry)
         self.files = Counter("kafkatrail_digests_log_files_listed_total", "Log files listed in digests",
                              registry=registry)
-        self.errors = Counter("kafkatrail_digests_errors_total", "AWS call errors, by call and code", ["call", "code"],
-                              registry=registry)
+        self.aws = AwsCallMetrics(registry)
         self.chains = Gauge("kafkatrail_digests_chains", "Digest chains this worker extends", registry=registry)
 
 
@@ -119,8 +116,9 @@ class DigestWorker(Worker):
         self.chains: dict[tuple[str, str, str], ChainState] = {}
         self._next: dict[int, int] = {}  # partition -> offset after the last journal record taken
         self._next_end = period_end_after(time.time(), self.config.period_s)
-        self.s3 = boto3.client("s3", config=AWS_CLIENT_CONFIG)
-        kms = boto3.client("kms", config=AWS_CLIENT_CONFIG) if settings.keys.kms_key_id else None
+        self.s3 = aws.client(settings, "s3")
+        self.calls = AwsCalls(self.metrics.aws, self.config.retry_max_backoff_s, lambda: self.stopping, self.wait)
+        kms = aws.client(settings, "kms") if settings.keys.kms_key_id else None
         self.keys = SigningKeys(settings.keys.folder, settings.keys.rotation_s, settings.keys.kms_key_id, kms)
         self.admin = AdminClient(settings.kafka_config())
 
@@ -203,26 +201,26 @@ class DigestWorker(Worker):
         self.metrics.chains.set(len(self.chains))
 
     def _folders(self, bucket: str, prefix: str) -> list[str]:
-        pages = self._call("list_objects_v2", lambda token: self.s3.list_objects_v2(
+        pages = self._call("ListObjectsV2", lambda token: self.s3.list_objects_v2(
             Bucket=bucket, Prefix=prefix, Delimiter="/", **({"ContinuationToken": token} if token else {})),
             paginate=True)
         return [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", [])]
 
     def _find_latest_digest(self, chain: ChainId) -> tuple[Previous | None, set[str]]:
         """The newest digest of the chain (looking back day folder by day folder) and the files it lists."""
-        anything = self._call("list_objects_v2", lambda _: self.s3.list_objects_v2(
+        anything = self._call("ListObjectsV2", lambda _: self.s3.list_objects_v2(
             Bucket=chain.bucket, Prefix=chain.folder, MaxKeys=1))
         if not anything.get("Contents"):
             return None, set()
         today = datetime.now(UTC)
         for days_back in range(self.config.lookback_days + 1):
             folder = chain.day_folder(today - timedelta(days=days_back))
-            pages = self._call("list_objects_v2", lambda token, folder=folder: self.s3.list_objects_v2(
+            pages = self._call("ListObjectsV2", lambda token, folder=folder: self.s3.list_objects_v2(
                 Bucket=chain.bucket, Prefix=folder, **({"ContinuationToken": token} if token else {})), paginate=True)
             keys = [item["Key"] for page in pages for item in page.get("Contents", []) if chain.owns(item["Key"])]
             if keys:
                 key = max(keys, key=key_time)
-                response = self._call("get_object", lambda _, key=key: self.s3.get_object(Bucket=chain.bucket, Key=key))
+                response = self._call("GetObject", lambda _, key=key: self.s3.get_object(Bucket=chain.bucket, Key=key))
                 content = gzip.decompress(response["Body"].read())
                 previous = previous_from_digest(chain.bucket, key, content, response["Metadata"]["signature"])
                 listed = {entry["s3Object"] for entry in json.loads(content)["logFiles"]}
@@ -265,7 +263,7 @@ class DigestWorker(Worker):
         files = sorted(state.pending.values(), key=lambda entry: entry.key)
         document = digest_document(state.chain, state.start, end, files, state.previous, key.fingerprint)
         signed = build_digest(document, lambda message: self.keys.sign(key, message))
-        self._call("put_object", lambda _: self.s3.put_object(
+        self._call("PutObject", lambda _: self.s3.put_object(
             Bucket=state.chain.bucket, Key=document["digestS3Object"], Body=signed.body, Metadata=signed.metadata,
             ServerSideEncryption="AES256"))
         state.advance(signed.previous_for_next)
@@ -279,25 +277,13 @@ class DigestWorker(Worker):
             self.consumer.commit(offsets=taken, asynchronous=False)
 
     def _call(self, call: str, attempt: Any, paginate: bool = False) -> Any:
-        """Retry an S3 call with backoff until it succeeds; with `paginate`, every page of a list call."""
+        """An S3 call made until it succeeds (`AwsCalls`); with `paginate`, every page of a list call."""
+        if not paginate:
+            return self.calls.call(call, lambda: attempt(None))
         pages: list[Any] = []
         token = None
-        delay = 0.2
         while True:
-            try:
-                response = attempt(token)
-            except (ClientError, BotoCoreError) as exc:
-                code = exc.response.get("Error", {}).get("Code", "Unknown") if isinstance(exc, ClientError) \
-                    else type(exc).__name__
-                self.metrics.errors.labels(call, code).inc()
-                if self.stopping:
-                    raise WorkerStopping from exc
-                log.warning("AWS call failed; retrying", extra={"call": call, "code": code, "retry_in_s": delay})
-                self.wait(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, self.config.retry_max_backoff_s)
-                continue
-            if not paginate:
-                return response
+            response = self.calls.call(call, functools.partial(attempt, token))
             pages.append(response)
             token = response.get("NextContinuationToken")
             if not token:

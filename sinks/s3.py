@@ -1,9 +1,9 @@
 """`kafkatrail worker s3`: the delivery topic into CloudTrail log files in S3, exactly once, plus notifications.
 
-A plain confluent-kafka consumer (group `s3.group_id`, read_committed, manual commits). Records are
-batched per delivery key (trail, account, region) by `kafkatrail.sinks.s3_batches`; a closed batch becomes one
-log file: `{"Records":[...]}` in one gzip member, at the key spec/delivery.md gives, SSE-S3 or SSE-KMS
-when the trail has a KmsKeyId.
+A `kafkatrail.runtime.worker.Worker` (group `s3.group_id`, read_committed, manual commits). Records are
+batched per delivery key (trail, account, region) by `kafkatrail.sinks.s3_batches`; a closed batch becomes
+one log file: `{"Records":[...]}` in one gzip member, at the key docs/cloudtrail.md §2.1 gives, SSE-S3 or
+SSE-KMS when the trail has a KmsKeyId.
 
 Exactly once in S3, the argument:
 1. Before a file is stored, its span (delivery key, first and last offset, object key) is written to the
@@ -20,7 +20,7 @@ Exactly once in S3, the argument:
    under their journaled key from the same records (same bytes: PutObject overwrites an identical
    object), and everything else is batched afresh (`kafkatrail.sinks.s3_batches`).
 `kafkatrail worker s3-insights` (`S3InsightSink`) is the same sink on the Insights topic: Insights files
-under `CloudTrail-Insight` (spec/delivery.md §1.2), its own consumer group and journal topic, so the
+under `CloudTrail-Insight` (docs/cloudtrail.md §2.4), its own consumer group and journal topic, so the
 digest worker, which lists the log files of the log-file journal, never lists an Insights file.
 
 A kill at any point therefore leaves each (trail, eventID) in exactly one file; the processors already
@@ -36,19 +36,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import boto3
 import orjson
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from kafkatrail.core import aws
+from kafkatrail.core.aws import AwsCallMetrics, AwsCalls
 from kafkatrail.core.settings import Settings
 from kafkatrail.core.topics import reader, until_end
 from kafkatrail.runtime.worker import Worker, WorkerStopping
@@ -61,7 +60,6 @@ from kafkatrail.trails.model import Trail
 log = logging.getLogger(__name__)
 
 KAFKA_TIMEOUT_S = 30.0
-AWS_CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=15, retries={"max_attempts": 3, "mode": "standard"})
 COMMIT_EVERY_S = 1.0
 STORE_THREADS = 8
 PERMANENT_SNS_ERRORS = frozenset({"NotFound", "NotFoundException", "AuthorizationError", "InvalidParameter",
@@ -88,9 +86,7 @@ class S3SinkMetrics:
                               registry=registry)
         self.skipped = Counter("kafkatrail_s3_events_skipped_total", "Records not written, by reason", ["reason"],
                                registry=registry)
-        self.retries = Counter("kafkatrail_s3_retries_total", "Retried AWS calls", ["call"], registry=registry)
-        self.errors = Counter("kafkatrail_s3_errors_total", "AWS call errors, by call and code", ["call", "code"],
-                              registry=registry)
+        self.aws = AwsCallMetrics(registry)
         self.notifications = Counter("kafkatrail_s3_notifications_total", "SNS notifications published",
                                      registry=registry)
         self.latency = Histogram(
@@ -119,8 +115,9 @@ class S3Sink(Worker):
         self._journal_next: dict[int, int] = {}
         self._last_commit = 0.0
         self._pool = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="s3-put")
-        self.s3 = boto3.client("s3", config=AWS_CLIENT_CONFIG)
-        self.sns = boto3.client("sns", config=AWS_CLIENT_CONFIG)
+        self.s3 = aws.client(settings, "s3")
+        self.sns = aws.client(settings, "sns")
+        self.calls = AwsCalls(self.metrics.aws, self.config.retry_max_backoff_s, lambda: self.stopping, self.wait)
         self.journal = Producer(settings.kafka_config(**{
             "enable.idempotence": True, "acks": "all", "linger.ms": 0}))
 
@@ -182,8 +179,11 @@ class S3Sink(Worker):
             content = log_file_content(batch.values)
             body = compress(content, self.config.gzip_level)
             times = [scan_event_time(value) for value in batch.values]
-            span = batch.replaying or self._new_span(partition, batch, trail, key, content, body, times)
-            files.append(_File(span, body, trail, batch, times))
+            span = batch.replaying
+            if span is None and trail is not None:  # a new file; a rebuilt one keeps its journaled span
+                span = self._new_span(partition, batch, trail, key, content, body, times)
+            if span is not None:
+                files.append(_File(span, body, trail, batch, times))
         self._journal([file.span for file in files if file.batch.replaying is None])
         list(self._pool.map(lambda file: self._put(file.span, file.body, file.trail), files))
         for file in files:
@@ -240,8 +240,8 @@ class S3Sink(Worker):
         encryption: dict[str, Any] = {"ServerSideEncryption": "AES256"}
         if trail is not None and trail.kms_key_id:
             encryption = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": trail.kms_key_id}
-        self._call_until_done("put_object", lambda: self.s3.put_object(
-            Bucket=span.bucket, Key=span.object_key, Body=body, **encryption))
+        self.calls.call("PutObject", lambda: self.s3.put_object(
+            Bucket=span.bucket, Key=span.object_key, Body=body, **encryption), context={"key": span.object_key})
 
     def _notify(self, span: FileSpan, trail: Trail | None) -> None:
         notice = Notification(span.bucket, (span.object_key,)).encode()
@@ -252,35 +252,14 @@ class S3Sink(Worker):
         if not topic_arn.startswith("arn:"):
             topic_arn = f"arn:{trail.partition}:sns:{trail.home_region}:{trail.account_id}:{trail.sns_topic_name}"
         try:
-            self._call_until_done("publish", lambda: self.sns.publish(TopicArn=topic_arn, Message=notice.decode()),
-                                  permanent=PERMANENT_SNS_ERRORS)
+            self.calls.call("Publish", lambda: self.sns.publish(TopicArn=topic_arn, Message=notice.decode()),
+                            permanent=PERMANENT_SNS_ERRORS, context={"topic_arn": topic_arn})
             self.metrics.notifications.inc()
         except ClientError as exc:
             log.error("SNS notification not published", extra={"topic_arn": topic_arn, "error": str(exc)})
         except WorkerStopping:
             log.error("SNS notification not published: stopped while SNS was failing",
                       extra={"topic_arn": topic_arn, "object_key": span.object_key})
-
-    def _call_until_done(self, call: str, attempt: Any, permanent: frozenset[str] = frozenset()) -> Any:
-        """Retry an AWS call with exponential backoff and jitter until it succeeds or fails permanently."""
-        delay = 0.2
-        while True:
-            if self.stopping and delay > 0.2:
-                raise WorkerStopping
-            try:
-                return attempt()
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "Unknown")
-                self.metrics.errors.labels(call, code).inc()
-                if code in permanent:
-                    raise
-            except BotoCoreError as exc:
-                self.metrics.errors.labels(call, type(exc).__name__).inc()
-                code = type(exc).__name__
-            self.metrics.retries.labels(call).inc()
-            log.warning("AWS call failed; retrying", extra={"call": call, "code": code, "retry_in_s": delay})
-            self.wait(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self.config.retry_max_backoff_s)
 
     def _count(self, file: _File) -> None:
         self.metrics.files.labels("rebuilt" if file.batch.replaying else "new").inc()

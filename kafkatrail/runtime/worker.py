@@ -26,6 +26,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from kafkatrail.core.lifecycle import WorkerStopping
 from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings, WorkerSettings
 from kafkatrail.trails.model import Trail
@@ -33,9 +34,7 @@ from kafkatrail.trails.topic import TrailFeed
 
 log = logging.getLogger(__name__)
 
-
-class WorkerStopping(Exception):
-    """A stop arrived while the role was retrying; the work in hand is left to the partitions' next owner."""
+__all__ = ["Worker", "WorkerStopping"]
 
 
 class Worker:

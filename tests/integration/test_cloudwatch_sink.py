@@ -100,6 +100,10 @@ class SinkThread:
     def metric(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(f"kafkatrail_cloudwatch_{name}", labels) or 0.0
 
+    def aws(self, name: str, **labels: str) -> float:
+        """The shared AWS call metrics (`kafkatrail_aws_call_*`) of PutLogEvents."""
+        return self.registry.get_sample_value(f"kafkatrail_aws_call_{name}", {"call": "PutLogEvents", **labels}) or 0.0
+
     def wait_for(self, condition: Any, timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
         while not condition():
@@ -263,19 +267,19 @@ def test_an_outage_loses_nothing_and_commits_nothing_early(settings: Settings, s
     try:
         first = SinkThread(settings)
         try:
-            first.wait_for(lambda: first.metric("retries_total") >= 2, 15, "no retries while CloudWatch Logs is down")
+            first.wait_for(lambda: first.aws("retries_total") >= 2, 15, "no retries while CloudWatch Logs is down")
         finally:
             stopped_at = time.monotonic()
             first.stop()
         assert time.monotonic() - stopped_at < 5, "stop() waited out the outage"
         assert sink_progress(settings) == (0, len(values))
         assert first.metric("events_sent_total") == 0
-        assert sum(first.metric("errors_total", code=code) for code in (
+        assert sum(first.aws("errors_total", code=code) for code in (
             "ConnectionClosedError", "EndpointConnectionError")) >= 2
 
         second = SinkThread(settings)
         try:
-            second.wait_for(lambda: second.metric("retries_total") >= 2, 15, "no retries while CloudWatch Logs is down")
+            second.wait_for(lambda: second.aws("retries_total") >= 2, 15, "no retries while CloudWatch Logs is down")
             assert sink_progress(settings) == (0, len(values))
             switch.on = True
             second.wait_for(lambda: sink_progress(settings) == (len(values), len(values)), 15,
