@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-stamp
 TEST_STACK := .cache/test-stack
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint typecheck clean
 
 $(INSTALLED): pyproject.toml constraints.txt $(wildcard schemas/*.pyx)
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,21 @@ demo: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/kafkatrail stack fetch
 	$(BIN)/ruff check .
+	$(MAKE) --no-print-directory typecheck
 	$(BIN)/python -m pytest; status=$$?; \
 	  $(BIN)/kafkatrail stack down --data-dir $(TEST_STACK); exit $$status
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
+
+# mypy checks the packages as they install (kafkatrail.schemas is the schemas/ folder, ...): a tree of links
+# puts each source folder under the import name pyproject.toml's package-dir gives it.
+TYPECHECK := .cache/typecheck/kafkatrail
+typecheck: $(INSTALLED)
+	rm -rf .cache/typecheck && mkdir -p $(TYPECHECK)
+	for path in kafkatrail/*; do ln -s ../../../$$path $(TYPECHECK)/; done
+	for folder in schemas producers processors sinks trails deploy; do ln -s ../../../$$folder $(TYPECHECK)/$$folder; done
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .cache

@@ -1,4 +1,4 @@
-"""`kafkatrail api`: the CloudTrail control-plane API over HTTP, JSON 1.1 protocol (spec/api.md §1-§4).
+"""`kafkatrail api`: the CloudTrail control-plane API over HTTP, JSON 1.1 protocol (docs/cloudtrail.md §10).
 
 Operations so far: DescribeTrails, GetTrail, ListPublicKeys, enough for `aws cloudtrail validate-logs`.
 `CloudTrailApi.operations` maps an operation name (the suffix of `X-Amz-Target`) to a handler taking the
@@ -59,7 +59,7 @@ Handler = Callable[[ApiRequest], dict[str, Any]]
 
 
 def trail_object(trail: Trail) -> dict[str, Any]:
-    """The trail as GetTrail and DescribeTrails return it (spec/api.md §3); unset strings omitted."""
+    """The trail as GetTrail and DescribeTrails return it (docs/cloudtrail.md §10); unset strings omitted."""
     sns_arn = None
     if trail.sns_topic_name:
         sns_arn = trail.sns_topic_name if trail.sns_topic_name.startswith("arn:") else (
@@ -219,7 +219,7 @@ class ApiService:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def trails(self) -> dict[str, Trail]:
         with self._lock:

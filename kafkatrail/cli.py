@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from confluent_kafka import KafkaException
 
 from kafkatrail import __version__
-from kafkatrail.core.settings import Settings, SettingsError, load_settings
+from kafkatrail.core.settings import Settings, SettingsError, TransactionalWorkerSettings, load_settings
 from kafkatrail.producers.event_producer import DeliveryError, EventProducer, InvalidEventError
 from kafkatrail.stack import LocalStack, StackError
 from kafkatrail.trails.errors import TrailError
@@ -159,7 +159,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     role = WORKER_ROLES[args.role]
     section: dict[str, Any] = {}
     if args.instance_id:
-        if "instance_id" not in Settings.model_fields[role.section].annotation.model_fields:
+        section_type = Settings.model_fields[role.section].annotation
+        if not (isinstance(section_type, type) and issubclass(section_type, TransactionalWorkerSettings)):
             raise SettingsError("--instance-id: only processors and insights have one (their transactional id)")
         section["instance_id"] = args.instance_id
     if args.metrics_port is not None:
@@ -216,18 +217,19 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_validate_logs(args: argparse.Namespace) -> int:
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from kafkatrail.core import aws
     from kafkatrail.validate_logs import ValidationError, parse_when, run_validation, trail_of_arn
 
     try:
         start = parse_when(args.start_time, "--start-time")
         end = parse_when(args.end_time, "--end-time") if args.end_time else datetime.now(UTC)
         home = trail_of_arn(args.trail_arn)[1] if args.trail_arn else None
-        cloudtrail = boto3.client("cloudtrail", region_name=args.region or home or None)
-        return run_validation(cloudtrail, boto3.client("s3"), args.trail_arn, args.s3_bucket, args.s3_prefix, start,
-                              end, args.region, args.verbose)
+        settings = _settings(args)
+        cloudtrail = aws.client(settings, "cloudtrail", args.region or home or None)
+        return run_validation(cloudtrail, aws.client(settings, "s3"), args.trail_arn, args.s3_bucket, args.s3_prefix,
+                              start, end, args.region, args.verbose)
     except (ValidationError, BotoCoreError, ClientError) as exc:
         print(f"kafkatrail: error: {exc}", file=sys.stderr)
         return 1

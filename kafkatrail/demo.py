@@ -16,11 +16,12 @@ import signal
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-import boto3
 import orjson
 from confluent_kafka import Producer
 
+from kafkatrail.core import aws
 from kafkatrail.core.settings import Settings, settings_environment, shipped_file
 from kafkatrail.core.topics import create_topics, group_progress
 from kafkatrail.producers.event_producer import EventProducer
@@ -92,9 +93,14 @@ def run_demo(settings: Settings, seconds: float = DEMO_SECONDS) -> int:
             print(line)
 
 
+def aws_client(service: str) -> Any:
+    """A client of the demo's AWS stand-in (its endpoint is in AWS_ENDPOINT_URL)."""
+    return aws.client(Settings(), service)
+
+
 def create_destinations(trails: tuple[Trail, ...]) -> str:
     """Buckets, SNS topics and log groups the trails name, in the AWS stand-in; returns the SQS queue URL."""
-    s3, sns, sqs, logs = (boto3.client(name) for name in ("s3", "sns", "sqs", "logs"))
+    s3, sns, sqs, logs = (aws_client(name) for name in ("s3", "sns", "sqs", "logs"))
     queue_url = sqs.create_queue(QueueName="cloudtrail-notifications")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     for trail in trails:
@@ -162,7 +168,7 @@ def wait_for_pipeline(settings: Settings, workers: dict[str, WorkerProcess]) -> 
 
 
 def show_log_files(trails: tuple[Trail, ...]) -> int:
-    s3 = boto3.client("s3")
+    s3 = aws_client("s3")
     total = 0
     print("S3 log files by trail:")
     for trail in trails:
@@ -181,12 +187,12 @@ def show_log_files(trails: tuple[Trail, ...]) -> int:
 
 
 def show_cloudwatch(trails: tuple[Trail, ...]) -> None:
-    logs = boto3.client("logs")
+    logs = aws_client("logs")
     for trail in trails:
         if not trail.cloud_watch_logs_log_group_arn:
             continue
         group = trail.cloud_watch_logs_log_group_arn.split(":log-group:", 1)[1].removesuffix(":*")
-        streams = Counter()
+        streams: Counter[str] = Counter()
         for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group):
             streams.update(event["logStreamName"] for event in page["events"])
         print(f"CloudWatch Logs group {group}: {sum(streams.values())} events in {len(streams)} streams "
@@ -194,7 +200,7 @@ def show_cloudwatch(trails: tuple[Trail, ...]) -> None:
 
 
 def show_notifications(queue_url: str) -> None:
-    sqs = boto3.client("sqs")
+    sqs = aws_client("sqs")
     keys = []
     while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
         for message in batch:

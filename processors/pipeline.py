@@ -9,7 +9,7 @@ dropped. Every other record goes once to each trail whose selectors match it, as
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -29,12 +29,15 @@ class InputMessage(NamedTuple):
 
 
 class SelectedTrail(Protocol):
-    arn: str
-    name: str
+    @property
+    def arn(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
 
 
 class TrailSelection(Protocol):
-    def select(self, record: dict[str, Any]) -> Sequence[SelectedTrail]: ...
+    def select(self, record: Mapping[str, Any]) -> Sequence[SelectedTrail]: ...
 
 
 @dataclass

@@ -163,6 +163,18 @@ class KeySettings(BaseModel):
     kms_key_id: str | None = Field(None, description="sign with this KMS key (RSA, SIGN_VERIFY) instead")
 
 
+class AwsSettings(BaseModel):
+    """How every AWS client is built (`kafkatrail.core.aws.client`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint_url: str | None = Field(None, description="none: boto3's own resolution (and AWS_ENDPOINT_URL)")
+    region: str | None = Field(None, description="none: boto3's own resolution (AWS_REGION, the config file)")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(15.0, gt=0)
+    max_attempts: int = Field(3, ge=1, le=10, description="botocore's standard retry mode, within one call")
+
+
 class ApiSettings(BaseModel):
     """Where `kafkatrail api` (the CloudTrail-compatible HTTP endpoint) listens."""
 
@@ -195,6 +207,7 @@ class Settings(BaseSettings):
     s3_insights: S3InsightsSettings = Field(default_factory=S3InsightsSettings)
     cloudwatch_insights: CloudWatchInsightsSettings = Field(default_factory=CloudWatchInsightsSettings)
     keys: KeySettings = Field(default_factory=KeySettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 
     @property
@@ -217,7 +230,7 @@ class Settings(BaseSettings):
         config_file = settings_cls.model_config.get("toml_file") or os.environ.get("KAFKATRAIL_CONFIG")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if config_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(str(config_file))))
         return tuple(sources)
 
 
@@ -248,13 +261,16 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Settings from the environment and an optional TOML file; raises SettingsError naming the bad fields."""
-    settings_cls = Settings
+    settings_cls: type[Settings] = Settings
     config_file = config_file or (Path(os.environ["KAFKATRAIL_CONFIG"]) if "KAFKATRAIL_CONFIG" in os.environ else None)
     if config_file is not None:
         if not config_file.is_file():
             raise SettingsError(f"config file {config_file}: no such file")
-        file_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
-        settings_cls = type("Settings", (Settings,), {"model_config": file_config})
+
+        class FileSettings(Settings):
+            model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
+
+        settings_cls = FileSettings
     try:
         return settings_cls(**overrides)
     except ValidationError as exc:

@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from kafkatrail.stack.processes import StackError
@@ -49,7 +50,7 @@ class KafkaJars:
                 return f"{name} does not match its checksum"
         return None
 
-    def ensure(self, say=print) -> Path:
+    def ensure(self, say: Callable[[str], object] = print) -> Path:
         """Return the lib folder, fetching it with Maven if it is absent or corrupt."""
         problem = self.problem()
         if problem is None:
