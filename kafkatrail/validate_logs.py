@@ -1,4 +1,4 @@
-"""`kafkatrail validate-logs`: the checks and verdicts of `aws cloudtrail validate-logs` (spec/integrity.md §8).
+"""`kafkatrail validate-logs`: the checks and verdicts of `aws cloudtrail validate-logs` (docs/cloudtrail.md §5).
 
 For each digest chain in range (one per account and source region of the trail, or every chain under the
 bucket and prefix), walk from the newest digest back along `previousDigestS3Object`: check each digest's

@@ -1,1 +1,1 @@
-"""The stream processor: validation, dedupe by eventID, event selectors and Insights (see DESIGN.md)."""
+"""The stream processor: validation, dedupe by eventID, event selectors and Insights (see docs/architecture.md)."""

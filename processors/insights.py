@@ -3,8 +3,8 @@
 What is counted
     A *unit* is one (trail, account, region, eventSource, eventName, insightType[, errorCode]).
     `ApiCallRateInsight` counts write management events (`readOnly` false); `ApiErrorRateInsight` counts
-    read and write management events that carry an `errorCode`, one unit per error code (spec/insights.md
-    §4.2 puts the error code in `insightDetails`). Counts are per minute of `eventTime`.
+    read and write management events that carry an `errorCode`, one unit per error code (the Insights
+    record carries it in `insightDetails`, docs/cloudtrail.md §9). Counts are per minute of `eventTime`.
 
 Event time and allowed lateness
     The detector's watermark is the latest `eventTime` seen minus `allowed_lateness_s` (default 120 s).

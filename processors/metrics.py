@@ -1,4 +1,4 @@
-"""The processor's Prometheus metrics (names per DESIGN.md: kafkatrail_processor_<what>_<unit>)."""
+"""The processor's Prometheus metrics (names per docs/operations.md §7: kafkatrail_processor_<what>_<unit>)."""
 
 from __future__ import annotations
 

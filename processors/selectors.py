@@ -4,12 +4,12 @@ Runs per event per trail, so each trail is compiled once into closures over froz
 matching allocates nothing. Records are validated CloudTrail records (``kafkatrail.schemas.validation``):
 plain dicts, ``readOnly`` a bool, ``resources`` a list of ``{"ARN", "type", "accountId"}``.
 
-Scope (spec/selectors.md §1), checked before selectors:
+Scope (docs/cloudtrail.md §6.1), checked before selectors:
 
 * a trail that is not logging matches nothing;
 * a single-region trail sees only records whose ``awsRegion`` is its home region;
 * a global service event is a record from ``iam``, ``sts`` or ``cloudfront.amazonaws.com`` with
-  ``awsRegion`` us-east-1 (where AWS records them, delivery.md §3); a trail with
+  ``awsRegion`` us-east-1 (where AWS records them, docs/cloudtrail.md §6.1); a trail with
   IncludeGlobalServiceEvents false never sees one (the others see them by region scope: multi-region
   trails, and single-region trails homed in us-east-1). STS calls to regional endpoints are recorded
   in their region and are ordinary regional events. Only partition ``aws`` has a documented global
@@ -19,7 +19,7 @@ Scope (spec/selectors.md §1), checked before selectors:
 * Insights records (eventCategory ``Insight``) are never selected.
 
 A record without ``eventCategory`` (before eventVersion 1.07) is classified by ``managementEvent``
-(1.06): false means Data, true or absent Management (kafkatrail's choice; records.md is silent).
+(1.06): false means Data, true or absent Management (kafkatrail's choice; AWS's record reference is silent).
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def _compile(trail: Trail) -> Check:
     return matches
 
 
-# Basic selectors (spec §2): merged across the trail's selectors per readOnly state, so one record
+# Basic selectors (docs/cloudtrail.md §6.2): merged across the trail's selectors per readOnly state, so one record
 # needs one dict lookup per part.
 
 def _admits(read_write_type: str, read_only: bool | None) -> bool:
@@ -207,7 +207,7 @@ def _basic_data(tables: dict[bool | None, dict[str, tuple[frozenset[str], tuple[
     return data
 
 
-# Advanced selectors (spec §3): one check per selector, grouped by the eventCategory it selects;
+# Advanced selectors (docs/cloudtrail.md §6.3): one check per selector, grouped by the eventCategory it selects;
 # SELECT operators OR'd, DESELECT operators excluding, field selectors AND'd, selectors OR'd.
 
 def _compile_advanced(selectors: Iterable[Mapping[str, Any]]) -> dict[str, Check]:
@@ -280,7 +280,7 @@ def _record_check(field: str, field_selector: Mapping[str, Any]) -> Check:
 
 
 def _resources_check(tests: tuple[tuple[str, Callable[[str | None], bool]], ...]) -> Check:
-    """Some one entry of ``resources`` must pass every resources.* field selector (§3.5)."""
+    """Some one entry of ``resources`` must pass every resources.* field selector (docs/cloudtrail.md §6.3)."""
 
     def resources(record: Record) -> bool:
         for resource in record.get("resources") or ():

@@ -1,7 +1,7 @@
 """`kafkatrail worker processors`: events in, selected (trail, event) pairs out, exactly once.
 
 Why confluent-kafka and not a faust agent
-    DESIGN.md names faust for the processors; two measurements on this code base ruled it out for this
+    The first design named faust for the processors (docs/architecture.md §3.2); two measurements ruled it out for this
     role. (1) Speed: an agent that does nothing but count (aiokafka transport) reads 5,800-8,000 events/s
     with `stream.take_events(1000)`, 6,500-8,000/s per event, 8,000-9,100/s with uvloop, on this 2-core
     machine (`bench/faust_ceiling.py`), against a target of 20,000/s with all the work done.

@@ -1,4 +1,4 @@
-"""CloudTrail log files as they are laid out in S3 (spec/delivery.md §1.1-§2): key and gzip body."""
+"""CloudTrail log files as they are laid out in S3 (docs/cloudtrail.md §2): key and gzip body."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def log_file_key(account: str, region: str, delivered_at: datetime, unique: str,
                  organization_id: str | None = None, kind: str = "CloudTrail") -> str:
     """`[prefix/]AWSLogs/[orgId/]acct/<kind>/region/YYYY/MM/DD/acct_<kind>_region_YYYYMMDDTHHmmZ_<unique>.json.gz`.
 
-    `kind` is `CloudTrail` for log files, `CloudTrail-Insight` for Insights files (spec/delivery.md §1.2).
+    `kind` is `CloudTrail` for log files, `CloudTrail-Insight` for Insights files (docs/cloudtrail.md §2.4).
     """
     if kind not in KINDS:
         raise ValueError(f"kind: must be one of {', '.join(KINDS)} (got {kind!r})")

@@ -6,8 +6,8 @@ returns the record as a ``dict``; anything wrong raises :class:`InvalidEventErro
 names the field and the rule, e.g.
 ``eventTime: must be an ISO-8601 UTC timestamp like 2024-08-01T13:33:28Z (got '2024-13-01')``.
 
-The rules are kafkatrail's choices, drawn from spec/records.md (§1-§4 and the suggested checks
-of §9); they are strict where the pipeline depends on a field and lenient elsewhere:
+The rules are kafkatrail's choices, drawn from AWS's record reference (docs/cloudtrail.md §1 links it);
+they are strict where the pipeline depends on a field and lenient elsewhere:
 
 * Input: bytes must be UTF-8 (rule ``utf8``), parse as strict JSON (``json``; orjson: no NaN, no
   comments, no trailing commas) and hold an object (``object``).
@@ -16,14 +16,14 @@ of §9); they are strict where the pipeline depends on a field and lenient elsew
   CloudWatch Logs. CloudTrail documents "256 KB" without saying how it counts; pretty-printed
   input is therefore not penalised for its whitespace.
 * Required (``required``; missing or JSON null): ``eventVersion``, ``eventTime``, ``eventSource``,
-  ``eventName``, ``awsRegion``, ``eventID``, ``eventType``, ``eventCategory`` (spec §9) and
+  ``eventName``, ``awsRegion``, ``eventID``, ``eventType``, ``eventCategory`` and
   ``recipientAccountId``; ``eventCategory`` only from eventVersion 1.07, which introduced it, so
-  older log files still replay. The spec lists ``recipientAccountId`` as optional (it appeared in 1.02),
+  older log files still replay. AWS's record reference lists ``recipientAccountId`` as optional (it appeared in 1.02),
   but kafkatrail requires it: log files are delivered per account and region, and that account
   is the recipient account. Insights records (``eventCategory`` ``Insight``) have no
   ``eventSource``/``eventName``; they need ``insightDetails`` instead. ``userIdentity``,
   ``sourceIPAddress``, ``requestParameters`` and ``responseElements`` are "always" present in
-  AWS's table but are not required (AWS itself emits unusual shapes; §9 says be lenient).
+  AWS's table but are not required (AWS itself emits unusual shapes, so kafkatrail is lenient there).
 * Types (``type``) of every known top-level field; ``resources`` must be an array of objects whose
   ``ARN``/``accountId``/``type`` are strings. An optional field may be JSON null (kept as is).
   Unknown fields are allowed (newer eventVersions add fields).

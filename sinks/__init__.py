@@ -1,1 +1,1 @@
-"""Delivery workers: S3 log files and digests, CloudWatch Logs, SNS notifications (see DESIGN.md)."""
+"""Delivery workers: S3 log files and digests, CloudWatch Logs, SNS notifications (see docs/architecture.md)."""

@@ -1,9 +1,9 @@
-"""CloudWatch Logs delivery as pure logic (spec/delivery.md §6): where a record goes and how it is batched.
+"""CloudWatch Logs delivery as pure logic (docs/cloudtrail.md §8): where a record goes and how it is batched.
 
 Destination
     The log group is the one named by the trail's ``CloudWatchLogsLogGroupArn`` (with or without the
     trailing ``:*`` AWS examples carry), in the region of that ARN. The stream is
-    ``<account>_CloudTrail_<region>`` for the account and region of the delivered records (§6.2).
+    ``<account>_CloudTrail_<region>`` for the account and region of the delivered records (docs/cloudtrail.md §8).
     Organization trails: streams start with the organization id, ``<orgId>_<account>_CloudTrail_<region>``
     (the trail's ``OrganizationId``); a trail file without one names the organization by its management
     account, the account that owns the organization trail, so a role policy on ``log-stream:<trail account>_*``

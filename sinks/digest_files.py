@@ -1,4 +1,4 @@
-"""CloudTrail digest files as the validator reads them (spec/integrity.md §2-§6): key, document, signed string.
+"""CloudTrail digest files as the validator reads them (docs/cloudtrail.md §4): key, document, signed string.
 
 Pure functions: no I/O. One chain per (trail, account, source region); each digest names its predecessor
 (`Previous`) and folds the predecessor's signature into its own signed string.

@@ -1,4 +1,4 @@
-"""The RSA keys that sign digest files, and the public keys ListPublicKeys serves (spec/integrity.md §5, §7).
+"""The RSA keys that sign digest files, and the public keys ListPublicKeys serves (docs/cloudtrail.md §4.4, §10).
 
 Keys live in one folder shared by the digest worker (which signs) and `kafkatrail api` (which lists):
 

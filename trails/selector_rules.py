@@ -1,4 +1,4 @@
-"""CloudTrail's rules for event selectors on a trail (spec/selectors.md §2.4, §3.2, §3.6) beyond the model.
+"""CloudTrail's rules for event selectors on a trail (docs/cloudtrail.md §6.5) beyond the model.
 
 Each check returns the first problem as ``(member path, rule)`` or None; the caller raises it as
 ``InvalidEventSelectorsException``. botocore's model has already checked the selectors' shapes.
@@ -73,7 +73,7 @@ def all_resources_value(value: str, resource_type: str, partition: str) -> bool:
 
 
 def basic_selectors_problem(selectors: Sequence[dict[str, Any]], partition: str) -> Problem | None:
-    """The first way basic ``EventSelectors`` break CloudTrail's rules (§2.4), or None."""
+    """The first way basic ``EventSelectors`` break CloudTrail's rules (docs/cloudtrail.md §6.2), or None."""
     if not 1 <= len(selectors) <= MAX_BASIC_SELECTORS:
         return "EventSelectors", f"a trail takes 1 to {MAX_BASIC_SELECTORS} event selectors (got {len(selectors)})"
     resources = 0
@@ -123,7 +123,7 @@ def _data_resource_problem(data_resource: dict[str, Any], partition: str, path: 
 
 
 def advanced_selectors_problem(selectors: Sequence[dict[str, Any]]) -> Problem | None:
-    """The first way ``AdvancedEventSelectors`` break CloudTrail's rules for trails (§3.2, §3.6), or None."""
+    """The first way ``AdvancedEventSelectors`` break CloudTrail's trail rules (docs/cloudtrail.md §6.3), or None."""
     if not selectors:
         return "AdvancedEventSelectors", "needs at least one advanced event selector"
     values = resources = 0
@@ -233,7 +233,7 @@ def _required_fields_problem(field_selectors: Sequence[dict[str, Any]], category
 
 
 class LoggedEvents(NamedTuple):
-    """Which events a trail's selectors log, as Insights prerequisites need to know (§6)."""
+    """Which events a trail's selectors log, as Insights prerequisites need to know (docs/cloudtrail.md §9)."""
 
     management_read: bool
     management_write: bool

@@ -1,4 +1,4 @@
-"""CloudTrail's rules for a trail (spec/api.md §2-§4, selectors.md, insights.md §2), each failure named as AWS names it.
+"""CloudTrail's rules for a trail (docs/cloudtrail.md §6.5, §9), each failure named as AWS names it.
 
 :func:`validate_trail` checks one trail: first the CreateTrail, PutEventSelectors and
 PutInsightSelectors requests it amounts to against botocore's CloudTrail model, then the rules the

@@ -1,4 +1,4 @@
-"""Structured logs: one JSON object per line on stderr, as DESIGN.md asks of every worker."""
+"""Structured logs: one JSON object per line on stderr, from every worker (docs/operations.md §8)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The Kafka topics kafkatrail uses (DESIGN.md): creating them idempotently, reading partitions to their end,
-and how far a consumer group has read."""
+"""The Kafka topics kafkatrail uses (docs/architecture.md §2.1): creating them idempotently, reading partitions
+to their end, and how far a consumer group has read."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The S3 sink against the real broker and moto's server: layout and bodies per spec, SSE, SNS to SQS,
+"""The S3 sink against the real broker and moto's server: layout and bodies per docs/cloudtrail.md §2, SSE, SNS to SQS,
 exactly one file per (trail, eventID) under SIGKILL, and an S3 outage that loses nothing."""
 
 from __future__ import annotations

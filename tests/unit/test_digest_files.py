@@ -1,4 +1,4 @@
-"""Digest key layout, document, string to sign and chain links (spec/integrity.md §2-§6)."""
+"""Digest key layout, document, string to sign and chain links (docs/cloudtrail.md §4)."""
 
 from __future__ import annotations
 

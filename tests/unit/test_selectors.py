@@ -1,4 +1,4 @@
-"""Which trails log a record: scope, basic and advanced selector semantics (spec/selectors.md)."""
+"""Which trails log a record: scope, basic and advanced selector semantics (docs/cloudtrail.md §6)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def data(*more: dict[str, Any], resource_type: str = "AWS::S3::Object") -> dict[
     return advanced(field("eventCategory", Equals=["Data"]), field("resources.type", Equals=[resource_type]), *more)
 
 
-# --- spec/selectors.md §5: every worked example ------------------------------------------------
+# --- docs/cloudtrail.md §6.4: the worked example ------------------------------------------------
 
 WORKED_TRAILS = {
     "T0": trail("trail-0"),
@@ -95,7 +95,7 @@ WORKED_RECORDS = {
                vpcEndpointId="vpce-0a1b2c3d4e5f67890"),
     12: record("Management", False, "iam", "CreateUser", awsRegion="us-east-1"),
 }
-# The table of §5, row by row: T0 T1 T2 T3 T4.
+# The table of docs/cloudtrail.md §6.4, row by row: T0 T1 T2 T3 T4.
 WORKED_TABLE = {
     1: "yes yes no yes no",
     2: "yes no no no no",

@@ -442,7 +442,7 @@ def test_all_resources_forms_do_not_count_toward_the_limit() -> None:
 # --- advanced event selectors -------------------------------------------------------------------
 
 ANY = ("Equals", "StartsWith", "EndsWith", "NotEquals", "NotStartsWith", "NotEndsWith")
-# spec/selectors.md §3.2, restated here independently of trails.selector_rules.
+# The fields and operators of docs/cloudtrail.md §6.3, restated here independently of trails.selector_rules.
 ALLOWED = {
     "Management": {"readOnly": ("Equals",), "eventSource": ("NotEquals",)},
     "Data": {"readOnly": ("Equals",), "eventSource": ANY, "eventName": ANY, "resources.ARN": ANY, "eventType": ANY,
