@@ -81,6 +81,7 @@ def test_files_stored_after_a_trail_stopped_validating_still_reach_its_last_dige
     state = ChainState(CHAIN, T0, None)
     worker.chains = {("arn:aws:cloudtrail:us-east-1:111122223333:trail/audit", "111122223333", "eu-west-1"): state}
     worker.trails = {}
+    worker._next = {}
     worker._take(StoredRecord(span("late-file")))
     worker._take(StoredRecord(span("other-trail", "arn:aws:cloudtrail:us-east-1:111122223333:trail/gone")))
     assert list(state.pending) == ["late-file"]
