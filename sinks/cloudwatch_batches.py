@@ -166,7 +166,7 @@ class PendingOffsets:
 
     def read(self, partition: int, offset: int, pending: bool) -> None:
         """Record that `offset` was read (in offset order); `pending` if it still has to be sent."""
-        self._next[partition] = offset + 1
+        self._next[partition] = max(self._next.get(partition, 0), offset + 1)
         if pending:
             self._pending.setdefault(partition, {})[offset] = None
 

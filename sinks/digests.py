@@ -155,7 +155,7 @@ class DigestWorker(Worker):
         self._next[partition] = max(self._next.get(partition, 0), offset)
 
     def _take(self, message: Message) -> None:
-        self._next[message.partition()] = message.offset() + 1
+        self._next[message.partition()] = max(self._next.get(message.partition(), 0), message.offset() + 1)
         kind, span = FileSpan.from_journal(message.value())
         if kind != "stored":
             return
@@ -241,8 +241,11 @@ class DigestWorker(Worker):
         while time.monotonic() < deadline and not self.stopping:
             if all(self._next.get(p, 0) >= end for p, end in ends.items()):
                 return
-            for message in self.records(self.consumer.consume(1000, timeout=0.2)):
+            records, reached = self.sort(self.consumer.consume(1000, timeout=0.2))
+            for message in records:
                 self._take(message)
+            for partition, offset in reached:
+                self.reached_end(partition, offset)
         log.warning("journal not read to its end before the digest; late files go to the next digest")
 
     def _write_digests(self, end: datetime) -> None:

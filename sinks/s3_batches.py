@@ -85,7 +85,7 @@ class PartitionBatches:
 
     def add(self, delivery_key: str, offset: int, value: bytes, now: float) -> ClosedBatch | None:
         """Take the record at `offset`; returns the batch it completed, if any."""
-        self.next_offset = offset + 1
+        self.next_offset = max(self.next_offset, offset + 1)
         if offset <= self._skip_through.get(delivery_key, -1):
             return None
         batch = self.open.get(delivery_key)

@@ -5,9 +5,10 @@ The runtime owns:
   events, the role's session timeout), and its subscription with assign/revoke/lost callbacks;
 - the trails feed (`kafkatrail.trails.topic.TrailFeed`): read to its end before the first record, then
   polled every round, so a trail change reaches the role without a restart;
-- the loop: poll the feed, consume a batch, sort out consumer events (a fatal error raises, an
-  end-of-partition event goes to `reached_end`, other errors are logged), hand the records to
-  `handle_batch`; until `stop()`;
+- the loop: poll the feed, consume a batch, sort out consumer events (a fatal error raises, other
+  errors are logged), hand the records to `handle_batch`, then the batch's end-of-partition events to
+  `reached_end` (after the records: an end event stands behind every record fetched before it); until
+  `stop()`;
 - the stop: `stop()` (the CLI calls it on SIGTERM and SIGINT) ends the loop after the batch in hand; the
   role's `finish()` runs on a clean stop, not after `WorkerStopping` (a role raises it when it abandons
   work in hand because a stop arrived while it was retrying); then `close()` closes the consumer, which
@@ -75,8 +76,10 @@ class Worker:
             while not self.stopping:
                 self.health.beat()
                 self.feed.poll()
-                self.handle_batch(self.records(self.consumer.consume(self.consume_max,
-                                                                     timeout=self.consume_timeout_s)))
+                records, ends = self.sort(self.consumer.consume(self.consume_max, timeout=self.consume_timeout_s))
+                self.handle_batch(records)
+                for partition, offset in ends:
+                    self.reached_end(partition, offset)
             self.finish()
         except WorkerStopping:
             log.warning("stopped with work in hand; the partitions' next owner takes it over")
@@ -96,20 +99,21 @@ class Worker:
         """Sleep `seconds`, or less if a stop arrives (for back-off between retries)."""
         self._stopped.wait(seconds)
 
-    def records(self, messages: list[Message]) -> list[Message]:
-        """The records among `messages`; end-of-partition events go to `reached_end`, errors are raised or logged."""
-        records = []
+    def sort(self, messages: list[Message]) -> tuple[list[Message], list[tuple[int, int]]]:
+        """The records among `messages`, and the (partition, offset) of its end-of-partition events, each list in
+        the order consumed; a fatal error raises, others are logged. Take the ends only after the records."""
+        records, ends = [], []
         for message in messages:
             error = message.error()
             if error is None:
                 records.append(message)
             elif error.code() == KafkaError._PARTITION_EOF:
-                self.reached_end(message.partition(), message.offset())
+                ends.append((message.partition(), message.offset()))
             elif error.fatal():
                 raise KafkaException(error)
             else:
                 log.warning("consumer error", extra={"error": error.str()})
-        return records
+        return records, ends
 
     def close(self) -> None:
         """Close the consumer (its partitions are revoked through the callbacks), the feed, then the role's own."""

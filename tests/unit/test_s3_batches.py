@@ -109,3 +109,10 @@ def test_a_rebuilt_span_does_not_close_by_age() -> None:
     feed(target, [(A, 0)], now=0.0)
     assert target.expired(100.0) == []
     assert target.commit_offset() == 0
+
+
+def test_a_record_taken_after_the_end_event_never_moves_the_commit_back() -> None:
+    target = batches(committed=0, max_records=1)
+    target.reached(3)
+    target.settled(target.add(A, 1, b"A@1", 0.0))
+    assert target.commit_offset() == 3
