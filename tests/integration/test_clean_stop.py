@@ -69,7 +69,7 @@ def stop_and_restart(workers: Workers, role: str, times: int, rng: random.Random
     """SIGTERM the worker of `role` `times` times, each while it is working, and start it again."""
     for _ in range(times):
         wait_until_working(workers, role)
-        time.sleep(rng.uniform(0.3, 1.5))
+        time.sleep(rng.uniform(0.2, 1.0))
         workers.terminate(role)
         workers.start(role)
 
@@ -80,7 +80,7 @@ def test_sigterm_to_the_s3_sink_seven_times_leaves_each_pair_in_exactly_one_file
     trails, _, _ = aws_resources(aws_endpoint)
     apply_trails(workers.settings, trails)
     records = simulate(EVENTS, seed=300 + run)
-    replay = Replay(workers, records, seconds=12)
+    replay = Replay(workers, records, seconds=8)
     workers.start("processors")
     workers.start("s3")
     replay.start()
