@@ -146,9 +146,8 @@ def _check_destinations(label: str, trail: TrailFields) -> None:
     if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket or _IP_ADDRESS.fullmatch(bucket):
         raise _fail("InvalidS3BucketNameException", label, "S3BucketName", "must be 3 to 63 lowercase letters, "
                     f"digits, '.' and '-', start and end with a letter or digit, not an IP address (got {bucket!r})")
-    if trail.s3_key_prefix is not None and len(trail.s3_key_prefix) > MAX_S3_PREFIX:
-        raise _fail("InvalidS3PrefixException", label, "S3KeyPrefix",
-                    f"must be at most {MAX_S3_PREFIX} characters long (got {len(trail.s3_key_prefix)})")
+    if trail.s3_key_prefix is not None:
+        _check_s3_prefix(label, trail.s3_key_prefix)
     if trail.sns_topic_name is not None and len(trail.sns_topic_name) > MAX_SNS_TOPIC_NAME:
         raise _fail("InvalidSnsTopicNameException", label, "SnsTopicName",
                     f"must be at most {MAX_SNS_TOPIC_NAME} characters long (got {len(trail.sns_topic_name)})")
@@ -157,6 +156,26 @@ def _check_destinations(label: str, trail: TrailFields) -> None:
     if trail.is_multi_region_trail and not trail.include_global_service_events:
         raise _fail("InvalidParameterCombinationException", label, "IncludeGlobalServiceEvents",
                     "Multi-Region trail must include global service events.")
+
+
+def _check_s3_prefix(label: str, prefix: str) -> None:
+    """A prefix becomes the first segments of every object key: it must make a plain S3 path on its own.
+
+    AWS documents only the 200-character limit; kafkatrail refuses too what would put a file somewhere other
+    than the prefix says (a control character, a `.` or `..` segment, a leading `/`, an empty segment).
+    """
+    if len(prefix) > MAX_S3_PREFIX:
+        raise _fail("InvalidS3PrefixException", label, "S3KeyPrefix",
+                    f"must be at most {MAX_S3_PREFIX} characters long (got {len(prefix)})")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in prefix):
+        raise _fail("InvalidS3PrefixException", label, "S3KeyPrefix", "must not hold control characters")
+    if prefix.startswith("/"):
+        raise _fail("InvalidS3PrefixException", label, "S3KeyPrefix", "must not start with '/'")
+    segments = prefix.removesuffix("/").split("/")
+    if any(segment in (".", "..") for segment in segments):
+        raise _fail("InvalidS3PrefixException", label, "S3KeyPrefix", "must not hold a '.' or '..' segment")
+    if any(not segment for segment in segments):
+        raise _fail("InvalidS3PrefixException", label, "S3KeyPrefix", "must not hold an empty segment ('//')")
 
 
 def _check_cloudwatch_logs(label: str, trail: TrailFields) -> None:

@@ -260,6 +260,29 @@ def test_s3_prefix_limit() -> None:
              s3_key_prefix="p" * 201)
 
 
+@pytest.mark.parametrize("prefix", ["logs", "team/audit", "team/audit/", "a.b/c-d_e", "ünïcode/ok"])
+def test_s3_prefixes_that_make_plain_paths(prefix: str) -> None:
+    assert trail(s3_key_prefix=prefix).s3_key_prefix == prefix
+
+
+S3_PREFIX_CASES = {
+    "a newline": ("pre\nfix", "must not hold control characters"),
+    "a NUL": ("pre\x00fix", "must not hold control characters"),
+    "DEL": ("pre\x7ffix", "must not hold control characters"),
+    "a leading slash": ("/logs", "must not start with '/'"),
+    "a parent segment": ("logs/../other", "must not hold a '.' or '..' segment"),
+    "only a parent segment": ("..", "must not hold a '.' or '..' segment"),
+    "a dot segment": ("./logs", "must not hold a '.' or '..' segment"),
+    "an empty segment": ("logs//audit", "must not hold an empty segment"),
+    "only a slash": ("/", "must not start with '/'"),
+}
+
+
+@pytest.mark.parametrize(("prefix", "rule"), S3_PREFIX_CASES.values(), ids=S3_PREFIX_CASES.keys())
+def test_s3_prefixes_that_would_misplace_files_are_refused(prefix: str, rule: str) -> None:
+    rejected("InvalidS3PrefixException", f"S3KeyPrefix: {rule}", s3_key_prefix=prefix)
+
+
 def test_sns_topic_name_limit() -> None:
     assert trail(sns_topic_name="t" * 256).sns_topic_name == "t" * 256
     rejected("InvalidSnsTopicNameException", "SnsTopicName: must be at most 256", sns_topic_name="t" * 257)
