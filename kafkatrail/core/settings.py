@@ -274,8 +274,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         return settings_cls(**overrides)
     except ValidationError as exc:
+        # The value itself is never shown: a settings field may hold a secret (kafka_client_config's sasl.password).
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got a {type(err.get('input')).__name__})"
             for err in exc.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from None

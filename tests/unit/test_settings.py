@@ -86,6 +86,15 @@ def test_bad_values_name_the_field_and_rule(monkeypatch: pytest.MonkeyPatch, var
         load_settings()
 
 
+def test_a_bad_setting_never_echoes_its_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "s3cr3t-sasl-password"
+    monkeypatch.setenv("KAFKATRAIL_KAFKA_CLIENT_CONFIG", f'["sasl.password", "{secret}"]')
+    with pytest.raises(SettingsError, match="kafka_client_config: Input should be a valid dictionary") as caught:
+        load_settings()
+    assert secret not in str(caught.value)
+    assert "(got a list)" in str(caught.value)
+
+
 def test_unknown_key_in_file_is_rejected(tmp_path: Path) -> None:
     config = tmp_path / "kafkatrail.toml"
     config.write_text("bootstrap_server = 'typo:9092'\n")
