@@ -8,6 +8,7 @@ dropped. Every other record goes once to each trail whose selectors match it, as
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ class TrailSelection(Protocol):
     def select(self, record: Mapping[str, Any]) -> Sequence[SelectedTrail]: ...
 
 
+_INDEX = re.compile(r"\[\d+\]")
+
+
 @dataclass
 class Rejected:
     """A message for the dead-letter topic: the original bytes and why they were refused."""
@@ -47,6 +51,12 @@ class Rejected:
     message: InputMessage
     reason: str
     detail: str
+
+    @property
+    def reason_label(self) -> str:
+        """The reason with array indexes folded (`resources[292]` -> `resources[]`): a metric label whose number
+        of values the input cannot grow."""
+        return _INDEX.sub("[]", self.reason)
 
 
 @dataclass

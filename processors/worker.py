@@ -119,7 +119,7 @@ class ProcessorWorker(TransactionalLoop[DedupeWindow]):
             if outcome.duplicates:
                 metrics.duplicates.inc(outcome.duplicates)
             for rejected in outcome.rejected:
-                metrics.invalid.labels(rejected.reason).inc()
+                metrics.invalid.labels(rejected.reason_label).inc()
             for trail_arn, count in outcome.selected.items():
                 metrics.selected.labels(trail_arn).inc(count)
         metrics.events_in.inc(events)

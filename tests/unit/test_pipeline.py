@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from kafkatrail.processors.dedupe import DedupeWindow
-from kafkatrail.processors.pipeline import EventPipeline, InputMessage
+from kafkatrail.processors.pipeline import EventPipeline, InputMessage, Rejected
 from kafkatrail.processors.selectors import Selection
 from kafkatrail.schemas.codec import decode_event, encode_event
 from kafkatrail.trails.definitions import load_trails
@@ -92,3 +92,16 @@ def test_bad_input_becomes_a_dead_letter_with_its_reason_and_the_batch_goes_on(v
     assert [(r.reason, r.message.offset, r.message.value) for r in outcome.rejected] == [(reason, 0, value)]
     assert outcome.rejected[0].detail
     assert len(outcome.deliveries) == 2
+
+
+REASON_LABELS = {
+    "an index": ("invalid.resources[292].ARN.type", "invalid.resources[].ARN.type"),
+    "nested indexes": ("invalid.a[1].b[22].type", "invalid.a[].b[].type"),
+    "no index": ("undecodable.bad_marker", "undecodable.bad_marker"),
+}
+
+
+@pytest.mark.parametrize(("reason", "label"), REASON_LABELS.values(), ids=REASON_LABELS.keys())
+def test_the_metric_label_of_a_reason_folds_array_indexes(reason: str, label: str) -> None:
+    message = InputMessage(b"", b"", 0.0, 0)
+    assert Rejected(message, reason, "detail").reason_label == label
