@@ -107,8 +107,13 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
 
 
 def ensure_port_free(port: int, what: str, flag: str) -> None:
-    """Raise StackError if something already listens on 127.0.0.1:port."""
+    """Raise StackError if something already listens on 127.0.0.1:port.
+
+    The probe binds with SO_REUSEADDR, as the broker and moto do: connections of a process that just died
+    linger in TIME_WAIT for a minute, and they must not keep a restarted broker off its port.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
