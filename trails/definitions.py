@@ -44,6 +44,7 @@ from kafkatrail.trails.model import Trail, trail_from_members
 from kafkatrail.trails.validation import check_can_add
 
 _PARAMETER = "InvalidParameterException"
+MAX_FILE_BYTES = 1 << 20  # 5 trails per region and account fit in a few KiB; a larger file is a mistake or an attack
 
 
 def load_trails(path: str | Path) -> tuple[Trail, ...]:
@@ -53,10 +54,18 @@ def load_trails(path: str | Path) -> tuple[Trail, ...]:
     if parse is None:
         raise TrailError(_PARAMETER, f"{path}: a trail file's name ends in .json, .yaml or .yml")
     try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise TrailError(_PARAMETER, f"{path}: cannot be read ({exc.strerror})") from None
+    if size > MAX_FILE_BYTES:
+        raise TrailError(_PARAMETER, f"{path}: a trail file holds at most {MAX_FILE_BYTES:,} bytes (got {size:,})")
+    try:
         with path.open(encoding="utf-8") as stream:
             document = parse(stream)
     except (ValueError, yaml.YAMLError) as exc:
-        raise TrailError(_PARAMETER, f"{path}: not a valid {path.suffix[1:].upper()} file: {exc}") from None
+        raise TrailError(_PARAMETER, f"{path}: not a valid {path.suffix[1:].upper()} file: {str(exc)[:300]}") from None
+    except RecursionError:
+        raise TrailError(_PARAMETER, f"{path}: nested too deeply to be a trail file") from None
     try:
         return parse_trails(document)
     except TrailError as exc:
@@ -72,7 +81,7 @@ def parse_trails(document: Any) -> tuple[Trail, ...]:
         raise TrailError(_PARAMETER, f"{unknown[0]}: unknown member (allowed: Trails)")
     entries = document.get("Trails")
     if not isinstance(entries, list):
-        raise TrailError(_PARAMETER, f"Trails: must be a list of trails (got {entries!r})")
+        raise TrailError(_PARAMETER, f"Trails: must be a list of trails (got {type(entries).__name__})")
     trails: list[Trail] = []
     for index, entry in enumerate(entries):
         try:
@@ -93,7 +102,14 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a mapping that gives one key twice (merge keys may still be overridden)."""
+    """PyYAML's safe loader, refusing a mapping that gives one key twice (merge keys may still be overridden) and
+    any alias (`*name`): aliases let a few hundred bytes expand into gigabytes ("billion laughs")."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.events.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a trail file",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
 
     def _unique_mapping(self, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
         seen: set[str] = set()

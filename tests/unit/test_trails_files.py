@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ Trails:
     assert (only.s3_key_prefix, only.is_multi_region_trail, only.event_selectors) == (None, False, None)
 
 
-def test_yaml_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+def test_yaml_aliases_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "trails.yaml", """
 Trails:
   - &first
@@ -104,11 +105,31 @@ Trails:
     S3BucketName: audit-bucket
   - <<: *first
     Name: second
-    HomeRegion: us-east-1
 """)
-    first, second = load_trails(path)
-    assert (first.home_region, second.home_region, second.s3_bucket_name) == ("eu-west-1", "us-east-1",
-                                                                               "audit-bucket")
+    error = failure(path)
+    assert "aliases (*name) are not allowed in a trail file" in error.message, error.message
+
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)) + "Trails: *i\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        ("trails.yaml", BILLION_LAUGHS, "aliases (*name) are not allowed"),
+        ("trails.json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("trails.yaml", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("trails.json", '{"Trails": []}' + " " * (1 << 20), "a trail file holds at most 1,048,576 bytes"),
+    ],
+    ids=["an alias bomb", "deep JSON", "deep YAML", "an oversized file"],
+)
+def test_hostile_files_are_refused_quickly_and_clearly(tmp_path: Path, name: str, text: str, fragment: str) -> None:
+    began = time.monotonic()
+    error = failure(write(tmp_path, name, text))
+    assert fragment in error.message, error.message
+    assert len(error.message) < 500, "the error quotes no large value"
+    assert time.monotonic() - began < 5
 
 
 def test_empty_trail_list() -> None:
@@ -178,6 +199,6 @@ def test_bad_trails_name_the_file_entry_and_member(tmp_path: Path, entries: list
     assert error.message.startswith(f"{path}: {where}"), error.message
 
 
-def test_missing_file_is_an_os_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
-        load_trails(tmp_path / "absent.yaml")
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    error = failure(tmp_path / "absent.yaml")
+    assert error.message == f"{tmp_path / 'absent.yaml'}: cannot be read (No such file or directory)"
