@@ -9,8 +9,8 @@ the rule it broke, and the replay goes on.
 
 from __future__ import annotations
 
-import gzip
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +24,7 @@ from kafkatrail.producers.event_producer import EventProducer, InvalidEventError
 
 GZIP_MAGIC = b"\x1f\x8b"
 EXAMPLES_PER_REASON = 3
+MAX_DECOMPRESSED_BYTES = 128 << 20  # far above a real log file; bounds what a gzip bomb can take
 
 
 def log_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -44,10 +45,7 @@ def read_records(path: Path) -> list[Any]:
     """The records of one file; raises ValueError naming the file when it is not a log file."""
     raw = path.read_bytes()
     if raw[:2] == GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise ValueError(f"{path}: not a valid gzip file ({exc})") from None
+        raw = gunzip(raw, path)
     try:
         content = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -59,6 +57,28 @@ def read_records(path: Path) -> list[Any]:
     if isinstance(content, dict) and "eventID" in content:
         return [content]
     raise ValueError(f'{path}: neither a log file ({{"Records": [...]}}), a JSON array nor a record')
+
+
+def gunzip(compressed: bytes, path: Path, limit: int = MAX_DECOMPRESSED_BYTES) -> bytes:
+    """The content of a gzip file (every member), never more than `limit` bytes of it held; ValueError naming
+    the file when it is corrupt, truncated or larger than `limit`."""
+    parts: list[bytes] = []
+    size = 0
+    rest = compressed
+    try:
+        while rest:
+            inflater = zlib.decompressobj(wbits=31)
+            part = inflater.decompress(rest, limit - size + 1)
+            size += len(part)
+            if size > limit or inflater.unconsumed_tail:
+                raise ValueError(f"{path}: decompresses to more than {limit:,} bytes; not replayed")
+            if not inflater.eof:
+                raise ValueError(f"{path}: not a valid gzip file (truncated)")
+            parts.append(part)
+            rest = inflater.unused_data
+    except zlib.error as exc:
+        raise ValueError(f"{path}: not a valid gzip file ({exc})") from None
+    return b"".join(parts)
 
 
 @dataclass
