@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kafkatrail.trails.regions import partition_of
+
 Record = dict[str, Any]
 RequestBuilder = Callable[[random.Random, str, str], tuple[dict | None, dict | None, list | None]]
 
@@ -259,6 +261,9 @@ class TrafficModel:
             raise ValueError(f"diurnal_amplitude: must be in [0, 1) (got {self.diurnal_amplitude})")
         if self.accounts < 1:
             raise ValueError(f"accounts: must be >= 1 (got {self.accounts})")
+        for region in self.regions:  # region names become folders of the log files written with --output-dir
+            if partition_of(region) is None:
+                raise ValueError(f"regions: must be AWS region names like eu-west-1 (got {region[:40]!r})")
 
     def expected_rate(self, moment: datetime) -> float:
         """Mean events per second at this moment of event time, before bursts."""

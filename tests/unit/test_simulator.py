@@ -146,3 +146,9 @@ def test_log_file_body_is_one_gzip_member_of_compact_records() -> None:
     with pytest.raises(ValueError, match="at least one record"):
         log_file_body([])
     assert len(unique_part(random.Random(1))) == 16
+
+
+@pytest.mark.parametrize("region", ["../../x", "eu-west-1/../..", "", "EU-WEST-1"])
+def test_a_region_that_is_no_region_name_is_refused(region: str) -> None:
+    with pytest.raises(ValueError, match="regions: must be AWS region names"):
+        TrafficModel(regions=("us-east-1", region))
