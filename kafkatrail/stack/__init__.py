@@ -212,15 +212,20 @@ class LocalStack:
             self.say(f"ignoring unreadable state file {self.state_file}")
             return {}
 
-    def _write_state(self, state: dict[str, ComponentState]) -> None:
+    def _make_data_dir(self) -> None:
+        """The data dir holds the broker's storage, that is audit events: only its owner may enter it."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+
+    def _write_state(self, state: dict[str, ComponentState]) -> None:
+        self._make_data_dir()
         staging = self.state_file.with_suffix(".tmp")
         staging.write_text(json.dumps({name: asdict(c) for name, c in state.items()}, indent=1))
         staging.replace(self.state_file)
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._make_data_dir()
         with (self.data_dir / "stack.lock").open("w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield

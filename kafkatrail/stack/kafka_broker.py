@@ -104,7 +104,7 @@ def _jvm_args(java: str, classpath: str, layout: BrokerLayout, heap_mb: int) -> 
 def start_broker(layout: BrokerLayout, classpath: str, port: int, controller_port: int, heap_mb: int) -> int:
     """Write the config, format storage on first use and start the broker; returns its PID."""
     java = _java()
-    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     layout.server_logs.mkdir(parents=True, exist_ok=True)
     layout.config.write_text(_server_properties(layout, port, controller_port))
     jvm = _jvm_args(java, classpath, layout, heap_mb)
