@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 TARGET_PREFIX = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
 CONTENT_TYPE = "application/x-amz-json-1.1"
+MAX_BODY_BYTES = 1 << 20  # the largest CloudTrail request (PutEventSelectors) is a few KiB
+REQUEST_TIMEOUT_S = 10.0
 SIGV4_REGION = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/cloudtrail/aws4_request")
 TRAIL_ARN = re.compile(r"^arn:[a-z-]+:cloudtrail:[a-z0-9-]+:\d{12}:trail/.+$")
 
@@ -163,17 +166,41 @@ def region_of(authorization: str | None, default: str) -> str:
     return match.group(1) if match else default
 
 
-def make_handler(api: CloudTrailApi, default_region: str) -> type[BaseHTTPRequestHandler]:
-    """An http.server request handler class serving `api` at `POST /`."""
+def body_length(header: str | None) -> int:
+    """The request body's length from its Content-Length header; ApiError naming the rule when it is unusable."""
+    if header is None or header == "":
+        return 0
+    if not header.isdigit():
+        raise ApiError("SerializationException", "Content-Length: must be a whole number of bytes")
+    length = int(header)
+    if length > MAX_BODY_BYTES:
+        raise ApiError("RequestEntityTooLarge", f"request body: at most {MAX_BODY_BYTES:,} bytes", status=413)
+    return length
+
+
+def make_handler(api: CloudTrailApi, default_region: str,
+                 timeout_s: float = REQUEST_TIMEOUT_S) -> type[BaseHTTPRequestHandler]:
+    """An http.server request handler class serving `api` at `POST /`; every other answer is JSON too."""
 
     class JsonHandler(BaseHTTPRequestHandler):
+        server_version = "kafkatrail"
+        sys_version = ""
+        default_request_version = "HTTP/1.1"  # so that even a broken request line gets a status line and JSON
+        timeout = timeout_s  # a client that stops sending gives its thread back
+
         def do_POST(self) -> None:
             request_id = str(uuid.uuid4())
             target = self.headers.get("X-Amz-Target", "")
             try:
+                length = body_length(self.headers.get("Content-Length"))
                 if not target.startswith(TARGET_PREFIX):
                     raise ApiError("UnknownOperationException", f"X-Amz-Target: must start with {TARGET_PREFIX}")
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    raw = self.rfile.read(length)
+                except TimeoutError:
+                    self.close_connection = True
+                    raise ApiError("RequestTimeout", f"request body: not received within {timeout_s:g} s",
+                                   status=408) from None
                 try:
                     body = json.loads(raw or b"{}")
                 except ValueError:
@@ -184,16 +211,28 @@ def make_handler(api: CloudTrailApi, default_region: str) -> type[BaseHTTPReques
                 status, response = 200, api.call(target.removeprefix(TARGET_PREFIX), ApiRequest(region, body))
             except ApiError as exc:
                 status, response = exc.status, {"__type": exc.code, "Message": exc.message}
+                if exc.status == 413:
+                    self.close_connection = True  # the body is not read: the connection cannot carry on
             except Exception:
                 log.exception("API call failed", extra={"target": target, "request_id": request_id})
                 status, response = 500, {"__type": "InternalFailure", "Message": f"internal error {request_id}"}
+            self._reply(status, response, request_id)
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """The standard library's own refusals (bad request line, unknown method, ...) as JSON errors."""
+            self.close_connection = True
+            self._reply(code, {"__type": "InvalidRequest" if code < 500 or code == 501 else "InternalFailure",
+                               "Message": message or HTTPStatus(code).phrase}, str(uuid.uuid4()))
+
+        def _reply(self, status: int, response: dict[str, Any], request_id: str) -> None:
             payload = json.dumps(response).encode()
             self.send_response(status)
             self.send_header("Content-Type", CONTENT_TYPE)
             self.send_header("Content-Length", str(len(payload)))
             self.send_header("x-amzn-RequestId", request_id)
             self.end_headers()
-            self.wfile.write(payload)
+            if self.command != "HEAD":
+                self.wfile.write(payload)
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("request", extra={"line": format % args})

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
@@ -93,3 +95,55 @@ def test_list_public_keys_returns_der_keys_in_range(endpoint: str, tmp_path: Pat
                                EndTime=datetime.fromtimestamp(NOW - 3600, UTC))["PublicKeyList"] == []
     with pytest.raises(ClientError, match="InvalidTimeRangeException"):
         ct.list_public_keys(StartTime=datetime.fromtimestamp(NOW, UTC), EndTime=datetime.fromtimestamp(NOW - 1, UTC))
+
+
+def raw_exchange(endpoint: str, request: bytes, timeout_s: float = 15) -> tuple[int, dict[str, str], bytes]:
+    """Send `request` as is; (status, headers, body) of the answer."""
+    import socket
+    from http.client import HTTPResponse
+
+    host, port = endpoint.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout_s) as connection:
+        connection.sendall(request)
+        response = HTTPResponse(connection)
+        response.begin()
+        return response.status, dict(response.getheaders()), response.read()
+
+
+TARGET = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.DescribeTrails"
+HOSTILE = {
+    "a negative Content-Length": (
+        f"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: {TARGET}\r\nContent-Length: -1\r\n\r\n",
+        400, "SerializationException"),
+    "a Content-Length that is no number": (
+        f"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: {TARGET}\r\nContent-Length: abc\r\n\r\n",
+        400, "SerializationException"),
+    "a body over the limit, announced and not sent": (
+        f"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: {TARGET}\r\nContent-Length: 104857600\r\n\r\n",
+        413, "RequestEntityTooLarge"),
+    "another method": ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", 501, "InvalidRequest"),
+    "a broken request line": ("NONSENSE\r\n\r\n", 400, "InvalidRequest"),
+}
+
+
+@pytest.mark.parametrize(("request_text", "status", "code"), HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_requests_get_a_json_error_at_once(endpoint: str, request_text: str, status: int, code: str) -> None:
+    answered, headers, body = raw_exchange(endpoint, request_text.encode(), timeout_s=5)
+    assert answered == status
+    assert json.loads(body)["__type"] == code
+    assert "Python" not in headers.get("Server", "") and "BaseHTTP" not in headers.get("Server", "")
+
+
+def test_a_client_that_stops_sending_gets_a_timeout_and_gives_its_thread_back(tmp_path: Path) -> None:
+    api = CloudTrailApi(lambda: {}, tmp_path, clock=lambda: NOW)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(api, "us-east-1", timeout_s=0.5))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        began = time.monotonic()
+        status, _, body = raw_exchange(f"http://127.0.0.1:{server.server_address[1]}", (
+            f"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: {TARGET}\r\nContent-Length: 10\r\n\r\n{{").encode())
+        assert (status, json.loads(body)["__type"]) == (408, "RequestTimeout")
+        assert time.monotonic() - began < 5
+    finally:
+        server.shutdown()
+        server.server_close()
