@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
@@ -232,11 +232,18 @@ class DigestWorker(Worker):
         """Consume until every partition has been taken up to the end offset it has now.
 
         The end offsets come from an admin client: asked on the consumer, each waits behind its fetch long-poll.
+        While the broker cannot tell them (it is down or restarting), the digests are written with what was
+        read: files not read yet go into the next digest, as files stored late always do.
         """
         assignment = self.consumer.assignment()
-        latest = self.admin.list_offsets({TopicPartition(self.topic, tp.partition): OffsetSpec.latest()
-                                          for tp in assignment}, request_timeout=KAFKA_TIMEOUT_S)
-        ends = {tp.partition: future.result().offset for tp, future in latest.items()}
+        try:
+            latest = self.admin.list_offsets({TopicPartition(self.topic, tp.partition): OffsetSpec.latest()
+                                              for tp in assignment}, request_timeout=KAFKA_TIMEOUT_S)
+            ends = {tp.partition: future.result().offset for tp, future in latest.items()}
+        except KafkaException as exc:
+            log.warning("journal end unknown: the broker did not answer; digests list what was read",
+                        extra={"error": exc.args[0].str()})
+            return
         deadline = time.monotonic() + KAFKA_TIMEOUT_S
         while time.monotonic() < deadline and not self.stopping:
             if all(self._next.get(p, 0) >= end for p, end in ends.items()):
@@ -276,8 +283,12 @@ class DigestWorker(Worker):
     def _commit(self) -> None:
         """Commit the offsets after the journal records taken (all of them are in the digests just written)."""
         taken = [TopicPartition(self.topic, partition, offset) for partition, offset in self._next.items()]
-        if taken:
+        if not taken:
+            return
+        try:
             self.consumer.commit(offsets=taken, asynchronous=False)
+        except KafkaException as exc:  # the next period's commit covers these offsets too
+            log.warning("journal offsets not committed: the broker did not answer", extra={"error": exc.args[0].str()})
 
     def _call(self, call: str, attempt: Any, paginate: bool = False) -> Any:
         """An S3 call made until it succeeds (`AwsCalls`); with `paginate`, every page of a list call."""

@@ -86,3 +86,32 @@ def test_files_stored_after_a_trail_stopped_validating_still_reach_its_last_dige
     worker._take(StoredRecord(span("other-trail", "arn:aws:cloudtrail:us-east-1:111122223333:trail/gone")))
     assert list(state.pending) == ["late-file"]
     assert len(worker.chains) == 1, "no chain starts for a trail that does not validate"
+
+
+class UnreachableAdmin:
+    """An admin client whose broker does not answer (it is down or restarting)."""
+
+    def list_offsets(self, *args: object, **kwargs: object) -> dict:
+        from confluent_kafka import KafkaError, KafkaException
+
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to query partition leaders: Local: Timed out"))
+
+
+class UnreachableConsumer:
+    def assignment(self) -> list:
+        return []
+
+    def commit(self, *args: object, **kwargs: object) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT, "broker down"))
+
+
+def test_a_broker_that_does_not_answer_leaves_the_digest_worker_running() -> None:
+    worker = DigestWorker.__new__(DigestWorker)
+    worker.admin = UnreachableAdmin()
+    worker.consumer = UnreachableConsumer()
+    worker.topic = "journal"
+    worker._next = {0: 5}
+    worker._read_to_end()    # the digests are then written with what was read
+    worker._commit()         # the next period's commit covers these offsets
