@@ -14,6 +14,7 @@ delivery callback is registered once with the client rather than passed with eve
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from time import monotonic
 from typing import Any
@@ -37,6 +38,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "delivery.report.only.error": True,
 }
 POLL_EVERY = 1000
+_INDEX = re.compile(r"\[\d+\]")  # array indexes, folded out of metric labels
 FULL_QUEUE_WAIT_S = 0.001  # only failed deliveries wake poll(), so it sleeps this long each time
 METRICS_EVERY_S = 1.0  # how stale kafkatrail_producer_events_accepted_total may get while emitting
 
@@ -91,12 +93,16 @@ class EventProducer:
     def emit(self, record: Mapping[str, Any] | bytes | str) -> str:
         """Validate, encode and queue one record; returns its eventID. Raises InvalidEventError."""
         try:
-            event = validate_event(record)
+            try:
+                event = validate_event(record)
+                value = self._encode(event)
+            except RecursionError:
+                raise InvalidEventError("record", "depth", "is nested too deeply to encode") from None
         except InvalidEventError as exc:
-            EVENTS_REJECTED.labels(exc.field, exc.rule).inc()
+            EVENTS_REJECTED.labels(_INDEX.sub("[]", exc.field), exc.rule).inc()
             raise
         event_id = event["eventID"]
-        key, value = event_id.encode(), self._encode(event)
+        key = event_id.encode()
         try:
             self._producer.produce(self.topic, value, key)
         except BufferError:
