@@ -1,6 +1,6 @@
 """Dropping repeated eventIDs: a time window of seen IDs per events partition, and its changelog.
 
-Producers key every record by eventID, so all copies of one eventID land in one partition of the events
+Producers key every record by its eventID in lower case, so all copies of one eventID land in one partition of the events
 topic and one `DedupeWindow` (the state of that partition) sees them all.
 
 Time is the Kafka timestamp of the record that carried the eventID, never the wall clock, so a replay
@@ -27,13 +27,15 @@ import orjson
 
 
 def dedupe_key(event_id: str) -> bytes | str:
-    """The compact form an eventID is remembered by: 16 bytes for a lower-case GUID, else the string."""
-    if len(event_id) == 36 and event_id == event_id.lower():
+    """The compact form an eventID is remembered by, in canonical (lower-case) form, since a GUID's hex digits
+    carry no case: 16 bytes for a GUID, else the lower-cased string."""
+    canonical = event_id.lower()
+    if len(canonical) == 36:
         try:
-            return bytes.fromhex(event_id.replace("-", ""))
+            return bytes.fromhex(canonical.replace("-", ""))
         except ValueError:
-            return event_id
-    return event_id
+            return canonical
+    return canonical
 
 
 class DedupeWindow:

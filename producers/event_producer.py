@@ -102,7 +102,7 @@ class EventProducer:
             EVENTS_REJECTED.labels(_INDEX.sub("[]", exc.field), exc.rule).inc()
             raise
         event_id = event["eventID"]
-        key = event_id.encode()
+        key = event_id.lower().encode()  # canonical: every spelling of an eventID lands in the same partition
         try:
             self._producer.produce(self.topic, value, key)
         except BufferError:

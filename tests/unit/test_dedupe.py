@@ -13,8 +13,9 @@ HOUR = 3600
 
 @pytest.mark.parametrize(("event_id", "expected"), [
     (ID_A, bytes.fromhex(ID_A.replace("-", ""))),
-    (ID_A.upper(), ID_A.upper()),                       # another spelling stays a distinct string
+    (ID_A.upper(), bytes.fromhex(ID_A.replace("-", ""))),  # the same GUID in upper case is the same eventID
     ("not-a-guid", "not-a-guid"),
+    ("Not-A-GUID", "not-a-guid"),
     ("zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"),
 ])
 def test_dedupe_key(event_id: str, expected: bytes | str) -> None:
@@ -30,7 +31,7 @@ CASES = {
     "a third copy after re-admission is dropped": ([(ID_A, 0), (ID_A, 25 * HOUR), (ID_A, 25 * HOUR + 1)],
                                                     [True, True, False]),
     "an out-of-order older copy is still dropped": ([(ID_A, 5 * HOUR), (ID_A, 1 * HOUR)], [True, False]),
-    "case differs: not the same eventID": ([(ID_A, 0), (ID_A.upper(), 1)], [True, True]),
+    "only the case differs: the same eventID, dropped": ([(ID_A, 0), (ID_A.upper(), 1)], [True, False]),
 }
 
 
