@@ -1,7 +1,7 @@
 """Dropping repeated eventIDs: a time window of seen IDs per events partition, and its changelog.
 
-Producers key every record by its eventID in lower case, so all copies of one eventID land in one partition of the events
-topic and one `DedupeWindow` (the state of that partition) sees them all.
+Producers key every record by its eventID in lower case, so all copies of one eventID land in one partition
+of the events topic and one `DedupeWindow` (the state of that partition) sees them all.
 
 Time is the Kafka timestamp of the record that carried the eventID, never the wall clock, so a replay
 after a crash makes the same decisions as the first run. IDs are kept in buckets of `bucket_s` seconds;
