@@ -26,6 +26,10 @@ class ProcessorMetrics:
             "kafkatrail_processor_latency_seconds",
             "From the event's Kafka timestamp to the commit of the transaction that processed it",
             buckets=LATENCY_BUCKETS_S, registry=registry)
+        self.conflicts = Counter(
+            "kafkatrail_processor_eventid_conflicts_total",
+            "Records dead-lettered because a record with their eventID and other content came first",
+            registry=registry)
         self.dedupe_entries = Gauge(
             "kafkatrail_processor_dedupe_entries", "eventIDs held in the dedupe window of this process",
             registry=registry)

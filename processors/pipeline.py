@@ -1,8 +1,11 @@
 """What the processor does to one batch of one events partition, without Kafka: pure and testable.
 
 For each message: decode (Avro) and validate; anything that fails becomes a dead-letter entry with the
-original bytes and a reason. A valid record whose eventID the partition's dedupe window has seen is
-dropped. Every other record goes once to each trail whose selectors match it, as CloudTrail JSON keyed
+original bytes and a reason. So does a valid record whose Kafka key is not its eventID in lower case
+(`invalid.key`: a copy keyed otherwise could land in another partition, whose dedupe window never sees the
+first), and one whose eventID the window holds with different content (`conflict.eventID`: the first record
+stays). A copy of a record the window holds is dropped, also when its eventID differs only in letter case.
+Every other record goes once to each trail whose selectors match it, as CloudTrail JSON keyed
 `trailARN|account|region` (the unit a log file is written for).
 """
 
@@ -14,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from kafkatrail.processors.dedupe import DedupeWindow
+from kafkatrail.processors.dedupe import DedupeWindow, Seen, content_digest
 from kafkatrail.schemas.contract import DeliveryKey
 from kafkatrail.schemas.errors import DecodeError
 from kafkatrail.schemas.validation import InvalidEventError, validated_json
@@ -42,6 +45,9 @@ class TrailSelection(Protocol):
 
 
 _INDEX = re.compile(r"\[\d+\]")
+KEY_RULE = "the Kafka key must be the record's eventID in lower case: it decides the partition all copies meet in"
+CONFLICT_RULE = ("a record with this eventID and different content was accepted first, within the dedupe window; "
+                 "that one was kept")
 
 
 @dataclass
@@ -65,8 +71,9 @@ class BatchOutcome:
 
     deliveries: list[tuple[bytes, bytes]] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
-    first_seen: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    first_seen: dict[int, list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
     duplicates: int = 0
+    conflicts: int = 0
     selected: Counter[str] = field(default_factory=Counter)  # by trail ARN
 
 
@@ -96,11 +103,22 @@ class EventPipeline:
                 outcome.rejected.append(Rejected(message, f"invalid.{exc.field}.{exc.rule}", str(exc)))
                 continue
             event_id = record["eventID"]
+            canonical_id = event_id.lower()
+            if message.key is None or message.key != canonical_id.encode():
+                outcome.rejected.append(Rejected(message, "invalid.key", KEY_RULE))
+                continue
             bucket = dedupe.bucket_of(message.timestamp_s)
-            if not dedupe.first_seen(event_id, bucket):
+            digest = content_digest(body if canonical_id == event_id else
+                                    body.replace(event_id.encode(), canonical_id.encode()))
+            seen = dedupe.first_seen(event_id, bucket, digest)
+            if seen is Seen.COPY:
                 outcome.duplicates += 1
                 continue
-            outcome.first_seen[bucket].append(event_id)
+            if seen is Seen.CONFLICT:
+                outcome.conflicts += 1
+                outcome.rejected.append(Rejected(message, "conflict.eventID", CONFLICT_RULE))
+                continue
+            outcome.first_seen[bucket].append((event_id, digest))
             for trail in select(record):
                 deliveries.append((DeliveryKey.of_record(trail.arn, record).encode(), body))
                 outcome.selected[trail.arn] += 1

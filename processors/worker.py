@@ -24,8 +24,9 @@ Exactly-once argument
       aborts its transaction; nothing of the batch is visible to read_committed readers, the committed
       offsets still point at the batch's first event, and the restored dedupe window (read_committed
       from the changelog) does not contain its eventIDs. The batch is processed again from scratch with
-      the same state and makes the same decisions (dedupe time is the records' Kafka timestamp, not the
-      clock): nothing is lost, nothing doubles.
+      the same state and makes the same decisions (dedupe time is the records' broker timestamp, not the
+      clock; see `dedupe_time_s` for a topic that keeps producers' timestamps): nothing is lost, nothing
+      doubles.
     - A crash after the commit loses nothing: output, state and offsets are all committed.
     - A rebalance moves a partition with its offsets and its changelog; the new owner restores the window
       before it reads the partition. A zombie that still believes it owns the partition is fenced by the
@@ -34,7 +35,7 @@ Exactly-once argument
       partition is sought back to its committed offset and its window restored from the changelog.
 
     Duplicates of one eventID meet in one partition because producers key records by eventID; a record
-    produced with another key is deduplicated only against its own partition.
+    produced with another key is dead-lettered (`invalid.key`).
     Trails are read to the end of the trails topic before the first event is processed, so no event is
     judged against an incomplete set of trails.
 """
@@ -45,10 +46,10 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import Message
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Message
 
 from kafkatrail.core.settings import Settings
-from kafkatrail.processors.dedupe import DedupeWindow, changelog_record
+from kafkatrail.processors.dedupe import DedupeWindow, changelog_record, dedupe_time_s
 from kafkatrail.processors.metrics import ProcessorMetrics
 from kafkatrail.processors.pipeline import BatchOutcome, EventPipeline, InputMessage
 from kafkatrail.processors.selectors import Selection
@@ -91,7 +92,13 @@ class ProcessorWorker(TransactionalLoop[DedupeWindow]):
         state.restore((message.value(),))
 
     def transform(self, partition: int, messages: list[Message], state: DedupeWindow) -> Any:
-        batch = [InputMessage(m.value(), m.key(), m.timestamp()[1] / 1000, m.offset()) for m in messages]
+        now_s = time.time()
+        tolerance_s = self.settings.processors.producer_clock_tolerance_s
+        batch = []
+        for m in messages:
+            kind, timestamp_ms = m.timestamp()
+            batch.append(InputMessage(m.value(), m.key(), dedupe_time_s(
+                timestamp_ms, kind == TIMESTAMP_LOG_APPEND_TIME, now_s, tolerance_s), m.offset()))
         outcome = self.pipeline.process(batch, state)
         produce = self.produce
         for key, value in outcome.deliveries:
@@ -103,8 +110,8 @@ class ProcessorWorker(TransactionalLoop[DedupeWindow]):
                 (DETAIL_HEADER, rejected.detail.encode()),
                 (SOURCE_HEADER, f"{self.topics.events}/{partition}/{source.offset}".encode()),
             ])
-        for bucket, event_ids in outcome.first_seen.items():
-            produce(self.topics.dedupe_changelog, None, changelog_record(bucket, event_ids), partition=partition)
+        for bucket, first in outcome.first_seen.items():
+            produce(self.topics.dedupe_changelog, None, changelog_record(bucket, first), partition=partition)
         return batch, outcome
 
     def committed(self, results: list[tuple[list[InputMessage], BatchOutcome]]) -> None:
@@ -118,6 +125,8 @@ class ProcessorWorker(TransactionalLoop[DedupeWindow]):
                 observe(now - message.timestamp_s)
             if outcome.duplicates:
                 metrics.duplicates.inc(outcome.duplicates)
+            if outcome.conflicts:
+                metrics.conflicts.inc(outcome.conflicts)
             for rejected in outcome.rejected:
                 metrics.invalid.labels(rejected.reason_label).inc()
             for trail_arn, count in outcome.selected.items():

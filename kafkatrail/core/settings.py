@@ -81,6 +81,9 @@ class ProcessorSettings(TransactionalWorkerSettings):
     group_id: str = Field("kafkatrail-processors", min_length=1, description="consumer group of every processor")
     dedupe_window_s: int = Field(86_400, ge=60, description="a repeated eventID within this many seconds is dropped")
     dedupe_bucket_s: int = Field(3_600, ge=1, description="granularity at which old eventIDs are forgotten")
+    producer_clock_tolerance_s: int = Field(
+        300, ge=0, description="on an events topic that keeps producers' timestamps (CreateTime), how far ahead of "
+        "the processor's clock a record's timestamp may move the dedupe window")
     batch_max_events: int = Field(2_000, ge=1, description="events per transaction at most")
     batch_timeout_s: float = Field(0.2, gt=0, description="wait at most this long to fill a batch")
     metrics_port: int = Field(9464, ge=0, le=65535)

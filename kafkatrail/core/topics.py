@@ -19,6 +19,8 @@ JOURNAL_RETENTION_MS = 30 * 86_400_000
 def topic_specs(settings: Settings) -> list[NewTopic]:
     """One NewTopic per topic of the pipeline.
 
+    The events topic stamps records with the broker's clock (`LogAppendTime`): the dedupe window advances on
+    it, never on a producer's clock.
     The trails topic is compacted (latest definition per trail wins). The processors' dedupe changelog
     keeps what the dedupe window needs, plus one bucket, and must have as many partitions as the events
     topic: changelog partition p holds the state of events partition p. The S3 sink's journals (which
@@ -31,6 +33,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     processors = settings.processors
     changelog_retention_ms = (processors.dedupe_window_s + processors.dedupe_bucket_s) * 1000
     configs = {
+        names.events: {"message.timestamp.type": "LogAppendTime"},
         names.trails: {"cleanup.policy": "compact"},
         names.dedupe_changelog: {"cleanup.policy": "delete", "retention.ms": str(changelog_retention_ms)},
         names.s3_journal: {"cleanup.policy": "delete", "retention.ms": str(JOURNAL_RETENTION_MS)},

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from kafkatrail.processors.dedupe import DedupeWindow
+from kafkatrail.processors.dedupe import DedupeWindow, content_digest
 from kafkatrail.processors.pipeline import EventPipeline, InputMessage, Rejected
 from kafkatrail.processors.selectors import Selection
 from kafkatrail.schemas.codec import decode_event, encode_event
@@ -32,8 +32,12 @@ def record(event_id: str = "0d9b7a2e-5c41-4f0e-9a3b-2f6c8d1e7a90", **changes: An
     return base
 
 
-def message(value: bytes | None, offset: int = 0, at: float = 1_714_554_000.0) -> InputMessage:
-    return InputMessage(value, b"key", at, offset)
+EVENT_ID = "0d9b7a2e-5c41-4f0e-9a3b-2f6c8d1e7a90"
+
+
+def message(value: bytes | None, offset: int = 0, at: float = 1_714_554_000.0,
+            key: bytes | None = EVENT_ID.encode()) -> InputMessage:
+    return InputMessage(value, key, at, offset)
 
 
 def run(*messages: InputMessage, window: DedupeWindow | None = None):
@@ -47,7 +51,8 @@ def test_a_write_goes_to_every_matching_trail_as_cloudtrail_json() -> None:
     assert keys == sorted(f"{ARN[name]}|111122223333|eu-west-1" for name in ("org-management", "org-eu-writes"))
     assert all(orjson.loads(body) == record() for _, body in outcome.deliveries)
     assert outcome.selected == {ARN["org-management"]: 1, ARN["org-eu-writes"]: 1}
-    assert dict(outcome.first_seen) == {1_714_554_000 // 3_600: [record()["eventID"]]}
+    assert dict(outcome.first_seen) == {1_714_554_000 // 3_600: [(record()["eventID"], content_digest(
+        outcome.deliveries[0][1]))]}
 
 
 def test_a_record_no_trail_selects_is_kept_in_the_dedupe_window_but_not_delivered() -> None:
@@ -69,6 +74,42 @@ def test_repeats_are_dropped_within_a_batch_and_across_batches() -> None:
     again = run(message(encode_event(record()), 2), window=window)
     assert again.duplicates == 1
     assert again.deliveries == []
+
+
+def test_a_record_with_the_same_eventid_and_other_content_is_a_conflict_and_the_first_stays() -> None:
+    window = DedupeWindow(86_400, 3_600)
+    real = encode_event(record(eventName="DeleteTrail", eventSource="cloudtrail.amazonaws.com"))
+    forged = encode_event(record(eventName="DescribeTrails", readOnly=True, eventSource="cloudtrail.amazonaws.com"))
+    first = run(message(forged, 0), window=window)
+    later = run(message(real, 1), message(forged, 2), window=window)
+    assert [r.reason for r in first.rejected] == []
+    assert [(r.reason, r.message.offset) for r in later.rejected] == [("conflict.eventID", 1)]
+    assert later.conflicts == 1 and later.duplicates == 1
+    assert later.deliveries == []
+
+
+def test_a_copy_whose_eventid_differs_only_in_case_is_a_copy_not_a_conflict() -> None:
+    window = DedupeWindow(86_400, 3_600)
+    run(message(encode_event(record())), window=window)
+    upper = run(message(encode_event(record(EVENT_ID.upper()))), window=window)
+    assert (upper.duplicates, upper.rejected, upper.deliveries) == (1, [], [])
+
+
+KEYS = {
+    "the eventID": (EVENT_ID.encode(), True),
+    "the eventID in upper case (copies may land in another partition)": (EVENT_ID.upper().encode(), False),
+    "no key": (None, False),
+    "another eventID": (b"7f3e1c2d-0a4b-4c5d-8e6f-9a0b1c2d3e4f", False),
+    "the eventID with a suffix": (EVENT_ID.encode() + b" ", False),
+    "not UTF-8": (b"\xff" * 36, False),
+}
+
+
+@pytest.mark.parametrize(("key", "accepted"), KEYS.values(), ids=KEYS.keys())
+def test_a_record_whose_key_is_not_its_eventid_is_a_dead_letter(key: bytes | None, accepted: bool) -> None:
+    outcome = run(message(encode_event(record()), key=key))
+    assert [r.reason for r in outcome.rejected] == ([] if accepted else ["invalid.key"])
+    assert bool(outcome.deliveries) is accepted
 
 
 BAD = {
