@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-stamp
 TEST_STACK := .cache/test-stack
+# promtool checks the alert rules; it comes from Debian's prometheus package, unpacked (no service installed).
+PROMTOOL := .cache/prometheus/usr/bin/promtool
 
 .PHONY: demo test lint typecheck clean
 
@@ -16,7 +18,13 @@ $(INSTALLED): pyproject.toml constraints.txt $(wildcard schemas/*.pyx)
 demo: $(INSTALLED)
 	$(BIN)/kafkatrail demo
 
-test: $(INSTALLED)
+$(PROMTOOL):
+	mkdir -p .cache/prometheus
+	cd .cache/prometheus && (apt-get download prometheus || (apt-get update -qq && apt-get download prometheus))
+	dpkg -x .cache/prometheus/prometheus_*.deb .cache/prometheus
+	touch $@
+
+test: $(INSTALLED) $(PROMTOOL)
 	$(BIN)/kafkatrail stack fetch
 	$(BIN)/ruff check .
 	$(MAKE) --no-print-directory typecheck

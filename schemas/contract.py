@@ -45,6 +45,7 @@ class TopicNames:
     insights_changelog: str
     s3_journal: str
     s3_insight_journal: str
+    delivery_failures: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TopicNames:
@@ -59,6 +60,7 @@ class TopicNames:
             insights_changelog=f"{prefix}.insights.state-changelog",
             s3_journal=f"{prefix}.sinks.s3-journal",
             s3_insight_journal=f"{prefix}.sinks.s3-insight-journal",
+            delivery_failures=f"{prefix}.delivery-failures",
         )
 
 
@@ -113,6 +115,34 @@ class Notification:
         if not isinstance(bucket, str) or not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise ValueError("notification: s3Bucket must be a string and s3ObjectKey a list of strings")
         return cls(bucket, tuple(keys))
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailure:
+    """A log file the S3 sink could not store for a reason retrying does not cure (the bucket is missing or
+    refuses the trail, the KMS key is disabled, ...): it is parked until the trail is fixed or deleted.
+    `state` is `parked` (first failure), `stored` (a later retry succeeded) or `released` (given up: the trail
+    was deleted or the records expired from the delivery topic)."""
+
+    state: str
+    trail_arn: str
+    bucket: str
+    object_key: str
+    records: int
+    error_code: str
+    error_message: str
+    at: str
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"state": self.state, "trailARN": self.trail_arn, "s3Bucket": self.bucket,
+                             "s3ObjectKey": self.object_key, "records": self.records, "errorCode": self.error_code,
+                             "errorMessage": self.error_message, "at": self.at})
+
+    @classmethod
+    def decode(cls, value: bytes) -> DeliveryFailure:
+        document = orjson.loads(value)
+        return cls(document["state"], document["trailARN"], document["s3Bucket"], document["s3ObjectKey"],
+                   document["records"], document["errorCode"], document["errorMessage"], document["at"])
 
 
 def event_time_ms(event_time: str) -> int:

@@ -10,7 +10,10 @@ Exactly once in S3, the argument:
    journal topic and acknowledged (acks=all). From then on the file is defined: its records are the
    records of that key between those offsets, and its name is fixed.
 2. The file is then stored with PutObject, retried with backoff until S3 takes it (never dropped; while
-   S3 is down the sink waits and lag grows). The journal gets a `stored` record.
+   S3 is down the sink waits and lag grows). The journal gets a `stored` record. A file S3 refuses for a
+   reason retrying does not cure is parked instead (`kafkatrail.sinks.s3_parking`): journaled `parked`,
+   reported, retried apart from the flow until it is stored or released, so one broken trail cannot stall
+   the others.
 3. The committed offset is the first record of the oldest batch that is still open or closed but not yet
    stored (`kafkatrail.sinks.s3_batches`), computed only from the records the sink was handed, never from the
    consumer's `position()`. The commit's metadata holds the journal offset from which every span that
@@ -51,10 +54,11 @@ from kafkatrail.core.aws import AwsCallMetrics, AwsCalls
 from kafkatrail.core.settings import Settings
 from kafkatrail.core.topics import reader, until_end
 from kafkatrail.runtime.worker import Worker, WorkerStopping
-from kafkatrail.schemas.contract import DeliveryKey, Notification, event_time_ms, scan_event_time
+from kafkatrail.schemas.contract import DeliveryFailure, DeliveryKey, Notification, event_time_ms, scan_event_time
 from kafkatrail.schemas.log_files import compress, log_file_content, log_file_key, unique_part
 from kafkatrail.sinks.journal import FileSpan
 from kafkatrail.sinks.s3_batches import ClosedBatch, PartitionBatches
+from kafkatrail.sinks.s3_parking import PERMANENT_S3_ERRORS, ParkedFile, ParkedFiles
 from kafkatrail.trails.model import Trail
 
 log = logging.getLogger(__name__)
@@ -96,6 +100,11 @@ class S3SinkMetrics:
                                        "Age of the oldest log file still collecting records", registry=registry)
         self.lag = Gauge("kafkatrail_s3_consumer_lag_records", "Delivery records not yet committed",
                          registry=registry)
+        self.parked = Gauge("kafkatrail_s3_parked_files", "Log files S3 refused for good, waiting for their trail "
+                            "to be fixed", registry=registry)
+        self.parking = Counter("kafkatrail_s3_parked_file_outcomes_total",
+                               "Log files parked, and parked files later stored or released", ["outcome"],
+                               registry=registry)
 
 
 class S3Sink(Worker):
@@ -111,6 +120,7 @@ class S3Sink(Worker):
         self.group_id = self.role.group_id
         self.metrics = metrics or S3SinkMetrics()
         self.partitions: dict[int, PartitionBatches] = {}
+        self.parked = ParkedFiles(self.config.parked_retry_interval_s)
         self._journal_spans: dict[int, list[tuple[int, int]]] = {}
         self._journal_next: dict[int, int] = {}
         self._last_commit = 0.0
@@ -131,8 +141,13 @@ class S3Sink(Worker):
         closed += self._expired()
         if closed:
             self._write(closed)
+        if due := self.parked.due(time.time()):
+            self._retry_parked(due)
         if closed or time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
             self._commit()
+
+    def trail_changed(self, arn: str, trail: Trail | None) -> None:
+        self.parked.trail_changed(arn, time.time())
 
     def reached_end(self, partition: int, offset: int) -> None:
         if (batches := self.partitions.get(partition)) is not None:
@@ -185,14 +200,21 @@ class S3Sink(Worker):
             if span is not None:
                 files.append(_File(span, body, trail, batch, times))
         self._journal([file.span for file in files if file.batch.replaying is None])
-        list(self._pool.map(lambda file: self._put(file.span, file.body, file.trail), files))
-        for file in files:
+        refusals = list(self._pool.map(lambda file: self._put(file.span, file.body, file.trail), files))
+        refused = [(file, error) for file, error in zip(files, refusals, strict=True) if error is not None]
+        if refused:
+            self._park(refused)
+        stored = [file for file, error in zip(files, refusals, strict=True) if error is None]
+        for file in stored:
             self.journal.produce(self.journal_topic, file.span.to_journal("stored"), file.span.delivery_key.encode(),
                                  partition=file.span.partition)
-            self._settled(file.span.partition, file.batch)
-        list(self._pool.map(lambda file: self._notify(file.span, file.trail), files))
+            self.parked.ended(file.span)
         for file in files:
+            self._settled(file.span.partition, file.batch)
+        list(self._pool.map(lambda file: self._notify(file.span, file.trail), stored))
+        for file in stored:
             self._count(file)
+        self.metrics.parked.set(len(self.parked))
 
     def _settled(self, partition: int, batch: ClosedBatch) -> None:
         batches = self.partitions.get(partition)
@@ -213,35 +235,137 @@ class S3Sink(Worker):
             delivered_at=delivered_at.isoformat(timespec="seconds").replace("+00:00", "Z"))
 
     def _journal(self, spans: list[FileSpan]) -> None:
-        """Write the spans to the journal and wait until the broker has every one of them (acks=all)."""
-        offsets: list[tuple[FileSpan, int]] = []
+        """Journal the spans of new files (`file`) and wait until the broker has every one of them (acks=all)."""
+        for span, journal_offset in zip(spans, self._journal_acked([(span, span.to_journal("file")) for span in spans]),
+                                        strict=True):
+            self._journal_spans.setdefault(span.partition, []).append((journal_offset, span.last_offset))
+
+    def _journal_acked(self, entries: list[tuple[FileSpan, bytes]]) -> list[int]:
+        """Write journal values and wait until the broker has every one (acks=all); their offsets, in order."""
+        offsets: dict[int, int] = {}
         failures: list[KafkaError] = []
 
-        def delivered(span: FileSpan, error: KafkaError | None, message: Message) -> None:
+        def delivered(index: int, error: KafkaError | None, message: Message) -> None:
             if error is None:
-                offsets.append((span, message.offset()))
+                offsets[index] = message.offset()
             else:
                 failures.append(error)
 
-        for span in spans:
-            self.journal.produce(self.journal_topic, span.to_journal("file"), span.delivery_key.encode(),
-                                 partition=span.partition, on_delivery=functools.partial(delivered, span))
-        while len(offsets) + len(failures) < len(spans):
+        for index, (span, value) in enumerate(entries):
+            self.journal.produce(self.journal_topic, value, span.delivery_key.encode(), partition=span.partition,
+                                 on_delivery=functools.partial(delivered, index))
+        while len(offsets) + len(failures) < len(entries):
             self.journal.flush(1.0)
-            if self.stopping and len(offsets) + len(failures) < len(spans):
+            if self.stopping and len(offsets) + len(failures) < len(entries):
                 raise WorkerStopping
         if failures:
             raise KafkaException(failures[0])
-        for span, journal_offset in offsets:
-            self._journal_spans.setdefault(span.partition, []).append((journal_offset, span.last_offset))
+        ordered = [offsets[index] for index in range(len(entries))]
+        for (span, _), journal_offset in zip(entries, ordered, strict=True):
             self._journal_next[span.partition] = max(self._journal_next.get(span.partition, 0), journal_offset + 1)
+        return ordered
 
-    def _put(self, span: FileSpan, body: bytes, trail: Trail | None) -> None:
+    def _put(self, span: FileSpan, body: bytes, trail: Trail | None) -> ClientError | None:
+        """Store one file, retrying until S3 takes it; S3's error when it refuses the file for good."""
         encryption: dict[str, Any] = {"ServerSideEncryption": "AES256"}
         if trail is not None and trail.kms_key_id:
             encryption = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": trail.kms_key_id}
-        self.calls.call("PutObject", lambda: self.s3.put_object(
-            Bucket=span.bucket, Key=span.object_key, Body=body, **encryption), context={"key": span.object_key})
+        try:
+            self.calls.call("PutObject", lambda: self.s3.put_object(
+                Bucket=span.bucket, Key=span.object_key, Body=body, **encryption),
+                permanent=PERMANENT_S3_ERRORS, context={"key": span.object_key})
+        except ClientError as exc:
+            return exc
+        return None
+
+    def _park(self, refused: list[tuple[_File, ClientError]]) -> None:
+        """Journal the refused files as `parked` (acknowledged), then report them: they no longer hold the commit."""
+        entries = [(file.span, file.span.to_journal("parked", error=aws.error_code(error))) for file, error in refused]
+        now = time.time()
+        for (file, error), journal_offset in zip(refused, self._journal_acked(entries), strict=True):
+            self.parked.park(file.span, aws.error_code(error), journal_offset, now)
+            self._report("parked", file.span, error)
+
+    def _report(self, state: str, span: FileSpan, error: ClientError | None = None, reason: str = "") -> None:
+        """A parked file's news: the delivery-failures topic, the outcome counter and a log line."""
+        code = aws.error_code(error) if error is not None else reason
+        message = str(error)[:300] if error is not None else ""
+        failure = DeliveryFailure(state, span.trail_arn, span.bucket, span.object_key, span.records, code, message,
+                                  datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
+        self.journal.produce(self.topics.delivery_failures, failure.encode(), span.trail_arn.encode())
+        self.metrics.parking.labels(state).inc()
+        self.metrics.parked.set(len(self.parked))
+        level = logging.INFO if state == "stored" else logging.ERROR
+        log.log(level, f"log file {state}", extra={"trail_arn": span.trail_arn, "bucket": span.bucket,
+                                                   "object_key": span.object_key, "error_code": code,
+                                                   "records": span.records})
+
+    def _retry_parked(self, due: list[ParkedFile]) -> None:
+        """Try parked files again: store them (under a new key if the trail moved), or release them for good."""
+        now = time.time()
+        for parked in due:
+            if self.stopping:
+                return
+            span = parked.span
+            trail = self.trails.get(span.trail_arn)
+            if trail is None:
+                self._release(span, "TrailDeleted")
+                continue
+            values = self._read_span(span)
+            if values is None:
+                self._release(span, "RecordsExpired")
+                continue
+            content = log_file_content(values)
+            body = compress(content, self.config.gzip_level)
+            if (span.bucket, _folder(span.object_key)) != (trail.s3_bucket_name, self._folder_for(trail, span)):
+                batch = ClosedBatch(span.delivery_key, span.first_offset, span.last_offset, values, None)
+                span = self._new_span(span.partition, batch, trail, DeliveryKey.decode(span.delivery_key), content,
+                                      body, [scan_event_time(value) for value in values])
+                self._journal_acked([(span, span.to_journal("file"))])
+                self.parked.moved(parked, span)
+            error = self._put(span, body, trail)
+            if error is not None:
+                self.parked.failed_again(parked, aws.error_code(error), now)
+                log.warning("parked log file refused again", extra={
+                    "trail_arn": span.trail_arn, "object_key": span.object_key, "error_code": aws.error_code(error),
+                    "attempts": parked.attempts})
+                continue
+            self._journal_acked([(span, span.to_journal("stored"))])
+            self.parked.ended(span)
+            self._report("stored", span)
+            self._notify(span, trail)
+
+    def _release(self, span: FileSpan, reason: str) -> None:
+        self._journal_acked([(span, span.to_journal("released", error=reason))])
+        self.parked.ended(span)
+        self._report("released", span, reason=reason)
+
+    def _read_span(self, span: FileSpan) -> list[bytes] | None:
+        """The delivery records of a journaled file, read again from the delivery topic; None if any are gone."""
+        consumer = reader(self.settings, f"{self.group_id}-parked")
+        values: list[bytes] = []
+        key = span.delivery_key.encode()
+        try:
+            low, _ = consumer.get_watermark_offsets(TopicPartition(self.topic, span.partition),
+                                                    timeout=KAFKA_TIMEOUT_S)
+            if low > span.first_offset:
+                return None
+            consumer.assign([TopicPartition(self.topic, span.partition, span.first_offset)])
+            for message in until_end(consumer, [span.partition], 10 * KAFKA_TIMEOUT_S, self.topic):
+                if message.offset() > span.last_offset:
+                    break
+                if message.key() == key:
+                    values.append(message.value())
+        finally:
+            consumer.close()
+        return values if len(values) == span.records else None
+
+    def _folder_for(self, trail: Trail, span: FileSpan) -> str:
+        """The folder the trail puts this span's file in today (its prefix or organization may have changed)."""
+        key = DeliveryKey.decode(span.delivery_key)
+        delivered_at = datetime.fromisoformat(span.delivered_at)
+        return _folder(log_file_key(key.account, key.region, delivered_at, "0" * 16, prefix=trail.s3_key_prefix or "",
+                                    organization_id=trail.organization_id, kind=self.kind))
 
     def _notify(self, span: FileSpan, trail: Trail | None) -> None:
         notice = Notification(span.bucket, (span.object_key,)).encode()
@@ -280,6 +404,8 @@ class S3Sink(Worker):
             spans = [(jo, last) for jo, last in self._journal_spans.get(partition, []) if last >= committed]
             self._journal_spans[partition] = spans
             journal_from = min((jo for jo, _ in spans), default=self._journal_next.get(partition, 0))
+            if (pinned := self.parked.pinned_journal_offset(partition)) is not None:
+                journal_from = min(journal_from, pinned)
             offsets.append(TopicPartition(self.topic, partition, committed,
                                           metadata=orjson.dumps({"journal": journal_from}).decode()))
         if offsets:
@@ -316,6 +442,8 @@ class S3Sink(Worker):
         for tp in partitions:
             self.partitions.pop(tp.partition, None)
             self._journal_spans.pop(tp.partition, None)
+        self.parked.forget(tp.partition for tp in partitions)
+        self.metrics.parked.set(len(self.parked))
 
     def _read_journal(self, journal_from: dict[int, int], committed: dict[int, int]) -> dict[int, list[FileSpan]]:
         """Per partition, the journaled spans that reach its committed offset or beyond."""
@@ -326,19 +454,25 @@ class S3Sink(Worker):
             self._journal_spans[partition] = []
             self._journal_next[partition] = offset
         consumer = reader(self.settings, f"{self.group_id}-journal")
+        now = time.time()
         try:
             consumer.assign([TopicPartition(self.journal_topic, p, offset or OFFSET_BEGINNING)
                              for p, offset in journal_from.items()])
             for message in until_end(consumer, journal_from, 10 * KAFKA_TIMEOUT_S, self.journal_topic):
                 partition = message.partition()
                 self._journal_next[partition] = message.offset() + 1
-                kind, span = FileSpan.from_journal(message.value())
+                kind, span, error = FileSpan.journal_entry(message.value())
+                self.parked.apply(kind, span, message.offset(), error, now)
                 if kind == "file" and span.last_offset >= committed[partition]:
                     spans[partition].append(span)
                     self._journal_spans[partition].append((message.offset(), span.last_offset))
         finally:
             consumer.close()
         return spans
+
+
+def _folder(object_key: str) -> str:
+    return object_key.rsplit("/", 1)[0]
 
 
 class S3InsightSink(S3Sink):

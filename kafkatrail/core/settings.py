@@ -99,6 +99,9 @@ class S3SinkSettings(WorkerSettings):
     max_file_bytes: int = Field(64 * 2**20, ge=1024, description="...or at this much uncompressed JSON")
     gzip_level: int = Field(6, ge=1, le=9)
     retry_max_backoff_s: float = Field(30.0, gt=0, description="S3 and SNS calls are retried forever, backing off")
+    parked_retry_interval_s: float = Field(
+        300.0, gt=0, description="a log file S3 refused for good is tried again this often (and when its trail "
+        "changes)")
 
 
 class CloudWatchSinkSettings(WorkerSettings):

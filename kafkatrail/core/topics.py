@@ -25,7 +25,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     keeps what the dedupe window needs, plus one bucket, and must have as many partitions as the events
     topic: changelog partition p holds the state of events partition p. The S3 sink's journals (which
     files hold which delivery records, and which Insights files hold which Insights records) are kept
-    30 days, as long as CloudTrail retries a delivery.
+    30 days, as long as CloudTrail retries a delivery. `delivery-failures` tells operators and tools which
+    log files are parked (`kafkatrail.schemas.contract.DeliveryFailure`).
     The Insights state changelog is compacted (latest state per unit wins) and must have as many
     partitions as the delivery topic: changelog partition p holds the detector of delivery partition p.
     """
@@ -45,7 +46,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
                  replication_factor=settings.topic_replication_factor, config=configs.get(name, {}))
         for name in (names.events, names.dlq, names.delivery, names.insights, names.notifications, names.trails,
                      names.dedupe_changelog, names.insights_changelog, names.s3_journal,
-                     names.s3_insight_journal)
+                     names.s3_insight_journal, names.delivery_failures)
     ]
 
 
