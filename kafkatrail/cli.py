@@ -155,6 +155,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from kafkatrail.core.logs import configure_json_logging
     from kafkatrail.core.metrics import serve_endpoints
+    from kafkatrail.runtime.supervisor import Supervisor
 
     role = WORKER_ROLES[args.role]
     section: dict[str, Any] = {}
@@ -168,15 +169,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, **({role.section: section} if section else {}))
     role_settings = getattr(settings, role.section)
     configure_json_logging()
-    worker = getattr(importlib.import_module(role.module), role.cls)(settings)
+    worker_class = getattr(importlib.import_module(role.module), role.cls)
+    supervisor = Supervisor(lambda metrics: worker_class(settings, metrics))
     try:
-        server = serve_endpoints(role_settings.metrics_host, role_settings.metrics_port, worker.health)
+        server = serve_endpoints(role_settings.metrics_host, role_settings.metrics_port, supervisor.health)
     except OSError as exc:
         print(f"kafkatrail: error: {exc}", file=sys.stderr)
         return 1
-    _stop_on_signals(worker.stop)
+    _stop_on_signals(supervisor.stop)
     try:
-        worker.run()
+        supervisor.run()
     finally:
         if server is not None:
             server.shutdown()

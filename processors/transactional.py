@@ -15,11 +15,18 @@ and position move together or not at all:
   same number (the changelog is co-partitioned with the input; `run` checks the partition counts).
 - A transaction error that needs an abort rewinds every assigned partition to its committed offset and
   restores its state, so the batch is processed again from the state it started from.
+- Every blocking transaction call runs under a deadline of its own timeout plus `WEDGED_AFTER_S`: when the
+  group coordinator's broker died and came back, librdkafka 2.x can wait in `send_offsets_to_transaction`
+  forever, whatever its timeout (confluentinc/librdkafka#5456 and #5511; seen here after a broker SIGKILL).
+  Past the deadline the producer is given up as wedged (never closed: that would wait too) and a
+  `TimeoutError` goes to the supervisor (`kafkatrail.runtime.supervisor`), which builds the worker again:
+  the new producer's `init_transactions` fences the wedged one and aborts its transaction.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -36,6 +43,8 @@ KAFKA_TIMEOUT_S = 30.0
 RESTORE_TIMEOUT_S = 600.0
 COMMIT_ATTEMPTS = 5
 FULL_QUEUE_WAIT_S = 0.05
+WEDGED_AFTER_S = 10.0
+Result = TypeVar("Result")
 
 State = TypeVar("State")
 
@@ -55,6 +64,7 @@ class TransactionalLoop(Worker, Generic[State]):
         self.changelog_topic = changelog_topic
         self.count_transaction = count_transaction
         self.states: dict[int, State] = {}
+        self._wedged = False
         self.producer = Producer(settings.kafka_config(**{
             "transactional.id": f"{config.group_id}-{config.instance_id}",
             "transaction.timeout.ms": config.transaction_timeout_s * 1000,
@@ -93,7 +103,7 @@ class TransactionalLoop(Worker, Generic[State]):
 
     def start(self) -> None:
         """Fence a crashed predecessor (same transactional id) and check the changelog's partitions."""
-        self.producer.init_transactions(KAFKA_TIMEOUT_S)
+        self._bounded("init_transactions", lambda: self.producer.init_transactions(KAFKA_TIMEOUT_S))
         self._check_copartitioned()
         log.info("transactions ready", extra={"instance_id": self.config.instance_id})
 
@@ -103,7 +113,30 @@ class TransactionalLoop(Worker, Generic[State]):
             self._process(records)
 
     def closed(self) -> None:
-        self.producer.close()
+        if not self._wedged:
+            self.producer.close()
+
+    def _bounded(self, what: str, call: Callable[[], Result], timeout_s: float = KAFKA_TIMEOUT_S) -> Result:
+        """`call()`'s result or exception, or TimeoutError once it has run `timeout_s + WEDGED_AFTER_S` (the
+        producer is then given up: see the module docstring)."""
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["result"] = call()
+            except BaseException as exc:  # handed to the caller's thread below
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=run, name=f"txn-{what}", daemon=True)
+        thread.start()
+        thread.join(timeout_s + WEDGED_AFTER_S)
+        if thread.is_alive():
+            self._wedged = True
+            raise TimeoutError(f"{what} did not return within {timeout_s + WEDGED_AFTER_S:.0f} s: the transactional "
+                               "producer is wedged (librdkafka #5456, #5511)")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, **extra: Any) -> None:
         """Queue a record in the open transaction, waiting for room when librdkafka's queue is full."""
@@ -173,11 +206,12 @@ class TransactionalLoop(Worker, Generic[State]):
     def _commit(self, offsets: list[TopicPartition]) -> bool:
         """Commit the open transaction with `offsets`; False when it had to be aborted."""
         try:
-            self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(),
-                                                      KAFKA_TIMEOUT_S)
+            metadata = self.consumer.consumer_group_metadata()
+            self._bounded("send_offsets_to_transaction", lambda: self.producer.send_offsets_to_transaction(
+                offsets, metadata, KAFKA_TIMEOUT_S))
             for attempt in range(COMMIT_ATTEMPTS):
                 try:
-                    self.producer.commit_transaction(KAFKA_TIMEOUT_S)
+                    self._bounded("commit_transaction", lambda: self.producer.commit_transaction(KAFKA_TIMEOUT_S))
                     break
                 except KafkaException as exc:
                     if not exc.args[0].retriable() or attempt == COMMIT_ATTEMPTS - 1:
@@ -187,7 +221,7 @@ class TransactionalLoop(Worker, Generic[State]):
             if not error.txn_requires_abort():
                 raise
             log.warning("transaction aborted; rewinding to the committed offsets", extra={"error": error.str()})
-            self.producer.abort_transaction(KAFKA_TIMEOUT_S)
+            self._bounded("abort_transaction", lambda: self.producer.abort_transaction(KAFKA_TIMEOUT_S))
             self.count_transaction("aborted")
             return False
         self.count_transaction("committed")

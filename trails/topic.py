@@ -49,9 +49,11 @@ class TrailFeed:
     def _apply(self, message: Message) -> None:
         error = message.error()
         if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                return
-            raise KafkaException(error)
+            if error.fatal():
+                raise KafkaException(error)
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("trails topic: consumer error", extra={"error": error.str()})
+            return
         arn = (message.key() or b"").decode()
         value = message.value()
         if value is None:

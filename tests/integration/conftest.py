@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +11,9 @@ import pytest
 
 from kafkatrail.stack import Endpoints
 from tests.integration.pipeline import Workers, pipeline_settings
+
+AWSCLI_VERSION = "1.46.2"
+AWSCLI_VENV = Path(".cache/awscli-venv")
 
 
 @pytest.fixture
@@ -24,3 +29,16 @@ def workers(stack: Endpoints, tmp_path: Path) -> Iterator[Workers]:
         yield running
     finally:
         running.stop_all()
+
+
+@pytest.fixture(scope="session")
+def aws_cli() -> Path:
+    """The `aws` command of aws-cli v1 in a virtualenv of its own, created once and reused."""
+    aws = AWSCLI_VENV / "bin" / "aws"
+    marker = AWSCLI_VENV / f"awscli-{AWSCLI_VERSION}"
+    if not marker.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(AWSCLI_VENV)], check=True)
+        subprocess.run([str(AWSCLI_VENV / "bin" / "pip"), "install", "-q", f"awscli=={AWSCLI_VERSION}"], check=True,
+                       timeout=600)
+        marker.touch()
+    return aws.resolve()

@@ -33,30 +33,16 @@ from kafkatrail.trails.topic import apply_trails
 from tests.integration.pipeline import Workers, fresh_settings, publish, simulate
 from tests.integration.test_s3_sink import wait_until_stored
 
-AWSCLI_VERSION = "1.46.2"
-AWSCLI_VENV = Path(".cache/awscli-venv")
 PERIOD_S = 3
 REGIONS = ("ap-southeast-2", "eu-west-1", "us-east-1")
-
-
-@pytest.fixture(scope="session")
-def aws_cli() -> Path:
-    """The `aws` command of aws-cli v1 in a virtualenv of its own, created once and reused."""
-    aws = AWSCLI_VENV / "bin" / "aws"
-    marker = AWSCLI_VENV / f"awscli-{AWSCLI_VERSION}"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(AWSCLI_VENV)], check=True)
-        subprocess.run([str(AWSCLI_VENV / "bin" / "pip"), "install", "-q", f"awscli=={AWSCLI_VERSION}"], check=True,
-                       timeout=600)
-        marker.touch()
-    return aws.resolve()
 
 
 class Pipeline:
     """Processors, S3 sink, digest worker and `kafkatrail api` on a fresh topic prefix, one validated trail."""
 
-    def __init__(self, stack: Endpoints, tmp_path: Path) -> None:
-        self.settings = fresh_settings(stack.bootstrap_servers, s3={"flush_interval_s": 1, "max_file_records": 100})
+    def __init__(self, stack: Endpoints, tmp_path: Path, s3: dict[str, Any] | None = None) -> None:
+        self.settings = fresh_settings(stack.bootstrap_servers,
+                                       s3=s3 or {"flush_interval_s": 1, "max_file_records": 100})
         create_topics(self.settings)
         self.aws_endpoint = stack.aws_endpoint_url
         self.api_port = free_port()
