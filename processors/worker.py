@@ -69,8 +69,8 @@ class ProcessorWorker(TransactionalLoop[DedupeWindow]):
         self.pipeline = EventPipeline(default_codec().decode, self.selection)
         super().__init__(
             settings, settings.processors, batch_max_events=settings.processors.batch_max_events,
-            batch_timeout_s=settings.processors.batch_timeout_s, input_topic=settings.topics.events,
-            changelog_topic=settings.topics.dedupe_changelog,
+            batch_timeout_s=settings.processors.batch_timeout_s,
+            changelogs={settings.topics.events: settings.topics.dedupe_changelog},
             count_transaction=lambda outcome: self.metrics.transactions.labels(outcome).inc(),
             producer_config={"batch.size": 1_000_000, "queue.buffering.max.kbytes": 262_144,
                              "partitioner": "murmur2_random"})
