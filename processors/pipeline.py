@@ -1,9 +1,10 @@
 """What the processor does to one batch of one events partition, without Kafka: pure and testable.
 
 For each message: decode (Avro) and validate; anything that fails becomes a dead-letter entry with the
-original bytes and a reason. A valid record whose eventID the partition's dedupe window has seen is
-dropped. Every other record goes once to each trail whose selectors match it, as CloudTrail JSON keyed
-`trailARN|account|region` (the unit a log file is written for).
+original bytes and a reason, and so does a valid record for an account its source topic may not write
+for (`unauthorized.account`, `processors/sources.py`). A valid record whose eventID the partition's dedupe
+window has seen is dropped. Every other record goes once to each trail whose selectors match it, as
+CloudTrail JSON keyed `trailARN|account|region` (the unit a log file is written for).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from kafkatrail.processors.dedupe import DedupeWindow
+from kafkatrail.processors.sources import OWNER_FIELD, UNAUTHORIZED_ACCOUNT, AccountAllowList
 from kafkatrail.schemas.contract import DeliveryKey
 from kafkatrail.schemas.errors import DecodeError
 from kafkatrail.schemas.validation import InvalidEventError, validated_json
@@ -77,8 +79,11 @@ class EventPipeline:
         self.decode = decode
         self.trails = trails
 
-    def process(self, messages: Sequence[InputMessage], dedupe: DedupeWindow) -> BatchOutcome:
-        """Run one partition's messages, in offset order, against that partition's dedupe window."""
+    def process(self, messages: Sequence[InputMessage], dedupe: DedupeWindow,
+                allow: AccountAllowList | None = None) -> BatchOutcome:
+        """Run one partition's messages, in offset order, against that partition's dedupe window; with `allow`,
+        a valid record for an account not on it is rejected before it reaches the window
+        (`processors/sources.py`)."""
         outcome = BatchOutcome()
         decode = self.decode
         select = self.trails.select
@@ -94,6 +99,9 @@ class EventPipeline:
                 continue
             except InvalidEventError as exc:
                 outcome.rejected.append(Rejected(message, f"invalid.{exc.field}.{exc.rule}", str(exc)))
+                continue
+            if allow is not None and record[OWNER_FIELD] not in allow.accounts:
+                outcome.rejected.append(Rejected(message, UNAUTHORIZED_ACCOUNT, allow.refusal(record[OWNER_FIELD])))
                 continue
             event_id = record["eventID"]
             bucket = dedupe.bucket_of(message.timestamp_s)
