@@ -21,7 +21,10 @@ from kafkatrail.trails.errors import TrailError
 
 def _stack_overrides(args: argparse.Namespace) -> dict[str, Any]:
     fields = ("data_dir", "cache_dir", "kafka_port", "aws_port")
-    return {name: getattr(args, name) for name in fields if getattr(args, name, None) is not None}
+    overrides = {name: getattr(args, name) for name in fields if getattr(args, name, None) is not None}
+    if getattr(args, "sasl", False):
+        overrides["sasl"] = True
+    return overrides
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -34,7 +37,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_stack_up(args: argparse.Namespace) -> int:
-    stack = LocalStack(_settings(args).stack)
+    settings = _settings(args)
+    # In SASL mode every producer principal of `processors.sources` gets its credential and may write its topic.
+    producers = {source.name: settings.topics.source(source.name) for source in settings.processors.sources}
+    stack = LocalStack(settings.stack, producers=producers)
     print(stack.up().shell_exports())
     return 0
 
@@ -265,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "up":
             sub.add_argument("--kafka-port", type=int, help="broker port on 127.0.0.1 (default 9092)")
             sub.add_argument("--aws-port", type=int, help="AWS stand-in port on 127.0.0.1 (default 5000)")
+            sub.add_argument("--sasl", action="store_true",
+                             help="SASL/SCRAM-SHA-512 and ACLs on the broker (stack.sasl); a data dir keeps its mode")
 
     topics = commands.add_parser("topics", help="Kafka topics")
     topics_commands = topics.add_subparsers(dest="topics_command", required=True)

@@ -53,6 +53,7 @@ class StackSettings(BaseModel):
     pom: Path = Field(default_factory=lambda: shipped_file("kafka/pom.xml"), description="the POM that names the jars")
     start_timeout_s: float = Field(90.0, gt=0)
     stop_timeout_s: float = Field(30.0, gt=0)
+    sasl: bool = Field(False, description="SASL/SCRAM-SHA-512 and ACLs on the broker (kafkatrail/stack/kafka_sasl.py)")
 
 
 class WorkerSettings(BaseModel):

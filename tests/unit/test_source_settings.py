@@ -92,5 +92,20 @@ def test_sources_from_a_file_and_back_through_the_environment(tmp_path: Path,
     assert load_settings().processors.sources == settings.processors.sources
 
 
-def test_no_sources_by_default() -> None:
-    assert load_settings().processors.sources == []
+def test_no_sources_and_no_sasl_by_default() -> None:
+    settings = load_settings()
+    assert settings.processors.sources == []
+    assert settings.stack.sasl is False
+
+
+@pytest.mark.parametrize(("value", "sasl"), [("true", True), ("false", False)])
+def test_sasl_mode_of_the_local_stack(monkeypatch: pytest.MonkeyPatch, value: str, sasl: bool) -> None:
+    monkeypatch.setenv("KAFKATRAIL_STACK__SASL", value)
+    assert load_settings().stack.sasl is sasl
+
+
+def test_sasl_mode_takes_only_a_boolean(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKATRAIL_STACK__SASL", "scram")
+    with pytest.raises(SettingsError, match=r"stack\.sasl: Input should be a valid boolean"):
+        load_settings()
+
