@@ -74,7 +74,7 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 def cmd_produce(args: argparse.Namespace) -> int:
     from kafkatrail.producers.replay import replay
 
-    with EventProducer(_settings(args)) as producer:
+    with EventProducer(_settings(args), topic=args.topic) as producer:
         summary = replay(args.paths, producer, rate=args.rate, progress=not args.quiet)
     print("\n".join(summary.lines()))
     return 0 if summary.rejected == 0 and not summary.unreadable_files else 1
@@ -106,9 +106,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
               f"in {len(files)} log files under {args.output_dir}")
         return 0
     settings = _settings(args)
-    with EventProducer(settings) as producer:
+    with EventProducer(settings, topic=args.topic) as producer:
         emitted = simulate_to_kafka(simulator, producer, limit, paced=not args.fast_forward)
-    print(f"published {emitted} records to {settings.topics.events} "
+    print(f"published {emitted} records to {producer.topic} "
           f"({simulator.duplicates} of them repeated eventIDs)")
     return 0
 
@@ -284,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("paths", nargs="+", type=Path, help="files or folders (S3 layout) to replay")
     produce.add_argument("--rate", type=float, help="records per second (default: as fast as possible)")
     produce.add_argument("--quiet", action="store_true", help="no progress bar")
+    produce.add_argument("--topic", help="events topic to write (default: the events topic; a producer principal's "
+                                         "own: <topic_prefix>.events.<name>)")
     produce.set_defaults(func=cmd_produce)
 
     simulate = commands.add_parser("simulate", help="realistic CloudTrail traffic into Kafka or log files")
@@ -299,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="multiply one API's rate, e.g. ec2.amazonaws.com:RunInstances:10:60:300")
     simulate.add_argument("--fast-forward", action="store_true", help="do not pace to wall-clock time")
     simulate.add_argument("--output-dir", type=Path, help="write CloudTrail log files here instead of Kafka")
+    simulate.add_argument("--topic", help="events topic to write (default: the events topic)")
     simulate.set_defaults(func=cmd_simulate)
 
     trails = commands.add_parser("trails", help="trail definitions on the compacted trails topic")
