@@ -109,3 +109,15 @@ def test_sasl_mode_takes_only_a_boolean(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(SettingsError, match=r"stack\.sasl: Input should be a valid boolean"):
         load_settings()
 
+
+def test_the_deployment_example_loads_and_takes_its_password_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parents[2] / "deploy" / "kafkatrail.sasl.example.toml"
+    monkeypatch.setenv("KAFKATRAIL_KAFKA_CLIENT_CONFIG", '{"sasl.password": "from-a-secret-store"}')
+    settings = load_settings(example)
+    assert settings.kafka_config() == {
+        "bootstrap.servers": "broker-1:9096,broker-2:9096,broker-3:9096", "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "kafkatrail", "sasl.password": "from-a-secret-store"}
+    assert {s.name: s.accounts for s in settings.processors.sources} == {
+        "team-a": ["111111111111"], "team-b": ["333333333333", "444444444444"]}
+    assert '"sasl.password" =' not in example.read_text()  # the file itself holds no password
