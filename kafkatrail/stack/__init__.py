@@ -175,7 +175,7 @@ class LocalStack:
                                                     self.settings.kafka_heap_mb, sasl),
             wait_ready=lambda pid: kafka_broker.wait_until_ready(
                 pid, self.broker, f"127.0.0.1:{port}", self.settings.start_timeout_s,
-                kafka_sasl.admin_client_config(self.broker.sasl) if sasl else None),
+                self.broker.sasl.client_config() if sasl else None),
             ready=f"kafka broker {self.settings.kafka_version} ready on 127.0.0.1:{port}"
                   + (" (SASL_PLAINTEXT, SCRAM-SHA-512, ACLs)" if sasl else ""),
             sasl=sasl,

@@ -32,7 +32,6 @@ import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -81,9 +80,6 @@ class SaslFiles:
     @property
     def admin_config_file(self) -> Path:
         return self.client_config_file(ADMIN)
-
-    def exists(self) -> bool:
-        return self.admin_config_file.is_file()
 
     def client_config(self, principal: str = ADMIN) -> dict[str, str]:
         """The librdkafka properties `principal` connects with, made (with a new password) on first use."""
@@ -162,8 +158,3 @@ def grant_producers(bootstrap_servers: str, files: SaslFiles, producers: Mapping
     except KafkaException as exc:
         raise StackError(f"could not create the producers' SCRAM credentials and ACLs: {exc.args[0].str()}") from None
     return {principal: files.client_config_file(principal) for principal in producers}
-
-
-def admin_client_config(files: SaslFiles) -> dict[str, Any]:
-    """The admin's client properties, for clients the stack itself makes (the readiness probe)."""
-    return dict(files.client_config())
