@@ -21,7 +21,10 @@ from kafkatrail.trails.errors import TrailError
 
 def _stack_overrides(args: argparse.Namespace) -> dict[str, Any]:
     fields = ("data_dir", "cache_dir", "kafka_port", "aws_port")
-    return {name: getattr(args, name) for name in fields if getattr(args, name, None) is not None}
+    overrides = {name: getattr(args, name) for name in fields if getattr(args, name, None) is not None}
+    if getattr(args, "sasl", False):
+        overrides["sasl"] = True
+    return overrides
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -34,7 +37,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_stack_up(args: argparse.Namespace) -> int:
-    stack = LocalStack(_settings(args).stack)
+    settings = _settings(args)
+    # In SASL mode every producer principal of `processors.sources` gets its credential and may write its topic.
+    producers = {source.name: settings.topics.source(source.name) for source in settings.processors.sources}
+    stack = LocalStack(settings.stack, producers=producers)
     print(stack.up().shell_exports())
     return 0
 
@@ -68,7 +74,7 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 def cmd_produce(args: argparse.Namespace) -> int:
     from kafkatrail.producers.replay import replay
 
-    with EventProducer(_settings(args)) as producer:
+    with EventProducer(_settings(args), topic=args.topic) as producer:
         summary = replay(args.paths, producer, rate=args.rate, progress=not args.quiet)
     print("\n".join(summary.lines()))
     return 0 if summary.rejected == 0 and not summary.unreadable_files else 1
@@ -100,9 +106,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
               f"in {len(files)} log files under {args.output_dir}")
         return 0
     settings = _settings(args)
-    with EventProducer(settings) as producer:
+    with EventProducer(settings, topic=args.topic) as producer:
         emitted = simulate_to_kafka(simulator, producer, limit, paced=not args.fast_forward)
-    print(f"published {emitted} records to {settings.topics.events} "
+    print(f"published {emitted} records to {producer.topic} "
           f"({simulator.duplicates} of them repeated eventIDs)")
     return 0
 
@@ -267,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "up":
             sub.add_argument("--kafka-port", type=int, help="broker port on 127.0.0.1 (default 9092)")
             sub.add_argument("--aws-port", type=int, help="AWS stand-in port on 127.0.0.1 (default 5000)")
+            sub.add_argument("--sasl", action="store_true",
+                             help="SASL/SCRAM-SHA-512 and ACLs on the broker (stack.sasl); a data dir keeps its mode")
 
     topics = commands.add_parser("topics", help="Kafka topics")
     topics_commands = topics.add_subparsers(dest="topics_command", required=True)
@@ -278,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("paths", nargs="+", type=Path, help="files or folders (S3 layout) to replay")
     produce.add_argument("--rate", type=float, help="records per second (default: as fast as possible)")
     produce.add_argument("--quiet", action="store_true", help="no progress bar")
+    produce.add_argument("--topic", help="events topic to write (default: the events topic; a producer principal's "
+                                         "own: <topic_prefix>.events.<name>)")
     produce.set_defaults(func=cmd_produce)
 
     simulate = commands.add_parser("simulate", help="realistic CloudTrail traffic into Kafka or log files")
@@ -293,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="multiply one API's rate, e.g. ec2.amazonaws.com:RunInstances:10:60:300")
     simulate.add_argument("--fast-forward", action="store_true", help="do not pace to wall-clock time")
     simulate.add_argument("--output-dir", type=Path, help="write CloudTrail log files here instead of Kafka")
+    simulate.add_argument("--topic", help="events topic to write (default: the events topic)")
     simulate.set_defaults(func=cmd_simulate)
 
     trails = commands.add_parser("trails", help="trail definitions on the compacted trails topic")

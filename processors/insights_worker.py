@@ -69,8 +69,8 @@ class InsightsWorker(TransactionalLoop[InsightsDetector]):
         self.types: dict[str, frozenset[str]] = {}
         super().__init__(
             settings, settings.insights, batch_max_events=settings.insights.batch_max_events,
-            batch_timeout_s=settings.insights.batch_timeout_s, input_topic=settings.topics.delivery,
-            changelog_topic=settings.topics.insights_changelog,
+            batch_timeout_s=settings.insights.batch_timeout_s,
+            changelogs={settings.topics.delivery: settings.topics.insights_changelog},
             count_transaction=lambda outcome: self.metrics.transactions.labels(outcome).inc())
 
     def trail_changed(self, arn: str, trail: Trail | None) -> None:

@@ -1,7 +1,8 @@
 """What the processor does to one batch of one events partition, without Kafka: pure and testable.
 
 For each message: decode (Avro) and validate; anything that fails becomes a dead-letter entry with the
-original bytes and a reason. So does a valid record whose Kafka key is not its eventID in lower case
+original bytes and a reason. So does a valid record for an account its source topic may not write for
+(`unauthorized.account`, `processors/sources.py`), one whose Kafka key is not its eventID in lower case
 (`invalid.key`: a copy keyed otherwise could land in another partition, whose dedupe window never sees the
 first), and one whose eventID the window holds with different content (`conflict.eventID`: the first record
 stays). A copy of a record the window holds is dropped, also when its eventID differs only in letter case.
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from kafkatrail.processors.dedupe import DedupeWindow, Seen, content_digest
+from kafkatrail.processors.sources import OWNER_FIELD, UNAUTHORIZED_ACCOUNT, AccountAllowList
 from kafkatrail.schemas.contract import DeliveryKey
 from kafkatrail.schemas.errors import DecodeError
 from kafkatrail.schemas.validation import InvalidEventError, validated_json
@@ -84,8 +86,11 @@ class EventPipeline:
         self.decode = decode
         self.trails = trails
 
-    def process(self, messages: Sequence[InputMessage], dedupe: DedupeWindow) -> BatchOutcome:
-        """Run one partition's messages, in offset order, against that partition's dedupe window."""
+    def process(self, messages: Sequence[InputMessage], dedupe: DedupeWindow,
+                allow: AccountAllowList | None = None) -> BatchOutcome:
+        """Run one partition's messages, in offset order, against that partition's dedupe window; with `allow`,
+        a valid record for an account not on it is rejected before it reaches the window
+        (`processors/sources.py`)."""
         outcome = BatchOutcome()
         decode = self.decode
         select = self.trails.select
@@ -101,6 +106,9 @@ class EventPipeline:
                 continue
             except InvalidEventError as exc:
                 outcome.rejected.append(Rejected(message, f"invalid.{exc.field}.{exc.rule}", str(exc)))
+                continue
+            if allow is not None and record[OWNER_FIELD] not in allow.accounts:
+                outcome.rejected.append(Rejected(message, UNAUTHORIZED_ACCOUNT, allow.refusal(record[OWNER_FIELD])))
                 continue
             event_id = record["eventID"]
             canonical_id = event_id.lower()

@@ -11,8 +11,12 @@ and position move together or not at all:
 
 - `transactional.id` is `<group id>-<instance id>`: a restarted process fences its dead predecessor and
   aborts its open transaction before it reads anything.
-- On assignment, each partition's state is restored read_committed from the changelog partition with the
-  same number (the changelog is co-partitioned with the input; `run` checks the partition counts).
+- The loop may read several input topics, each with a changelog of its own (the processor can read one
+  topic per producer principal). State is kept per (topic, partition), so partition p of two topics never
+  shares a state, and one transaction carries the offsets of every partition of the batch.
+- On assignment, each partition's state is restored read_committed from the partition with the same number
+  of its topic's changelog (each changelog is co-partitioned with its input; `start` checks the partition
+  counts).
 - A transaction error that needs an abort rewinds every assigned partition to its committed offset and
   restores its state, so the batch is processed again from the state it started from.
 - Every blocking transaction call runs under a deadline of its own timeout plus `WEDGED_AFTER_S`: when the
@@ -28,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -52,18 +56,21 @@ State = TypeVar("State")
 class TransactionalLoop(Worker, Generic[State]):
     """Subclasses say what the state of a partition is and how a batch of one partition is transformed."""
 
-    def __init__(self, settings: Settings, config: TransactionalWorkerSettings, *, input_topic: str,
-                 changelog_topic: str, batch_max_events: int, batch_timeout_s: float,
-                 count_transaction: Callable[[str], None], producer_config: dict[str, Any] | None = None) -> None:
-        super().__init__(settings, config, input_topic, **{"queued.min.messages": 100_000})
+    def __init__(self, settings: Settings, config: TransactionalWorkerSettings, *, changelogs: Mapping[str, str],
+                 batch_max_events: int, batch_timeout_s: float, count_transaction: Callable[[str], None],
+                 producer_config: dict[str, Any] | None = None) -> None:
+        """`changelogs`: each input topic and the changelog topic of its partitions' state (one per input)."""
+        if not changelogs or len(set(changelogs.values())) != len(changelogs):
+            raise ValueError(f"each input topic needs a changelog of its own: {dict(changelogs)}")
+        super().__init__(settings, config, ",".join(changelogs), **{"queued.min.messages": 100_000})
         self.config = config
         self.consume_max = batch_max_events
         self.consume_timeout_s = batch_timeout_s
         self.topics = settings.topics
-        self.input_topic = input_topic
-        self.changelog_topic = changelog_topic
+        self.changelogs = dict(changelogs)
+        self._inputs_of = {changelog: topic for topic, changelog in self.changelogs.items()}
         self.count_transaction = count_transaction
-        self.states: dict[int, State] = {}
+        self.states: dict[tuple[str, int], State] = {}
         self._wedged = False
         self.producer = Producer(settings.kafka_config(**{
             "transactional.id": f"{config.group_id}-{config.instance_id}",
@@ -90,7 +97,7 @@ class TransactionalLoop(Worker, Generic[State]):
 
     def transform(self, partition: int, messages: list[Message], state: State) -> Any:
         """Turn one partition's batch into output (with `produce`) inside the open transaction; the result goes
-        to `committed` once the transaction commits."""
+        to `committed` once the transaction commits. `messages` are all of one topic (`messages[0].topic()`)."""
         raise NotImplementedError
 
     def committed(self, results: list[Any]) -> None:
@@ -149,55 +156,67 @@ class TransactionalLoop(Worker, Generic[State]):
 
     def _check_copartitioned(self) -> None:
         metadata = self.consumer.list_topics(timeout=KAFKA_TIMEOUT_S).topics
-        counts = {}
-        for name in (self.input_topic, self.changelog_topic):
-            topic = metadata.get(name)
-            if topic is None or topic.error is not None:
-                raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART,
-                                                f"topic {name} does not exist: run `kafkatrail topics create`"))
-            counts[name] = len(topic.partitions)
-        if len(set(counts.values())) != 1:
-            raise KafkaException(KafkaError(KafkaError.INVALID_PARTITIONS,
-                                            f"the changelog must have as many partitions as its input: {counts}"))
+        for pair in self.changelogs.items():
+            counts = {}
+            for name in pair:
+                topic = metadata.get(name)
+                if topic is None or topic.error is not None:
+                    raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART,
+                                                    f"topic {name} does not exist: run `kafkatrail topics create`"))
+                counts[name] = len(topic.partitions)
+            if len(set(counts.values())) != 1:
+                raise KafkaException(KafkaError(KafkaError.INVALID_PARTITIONS,
+                                                f"the changelog must have as many partitions as its input: {counts}"))
+
+    def attach(self) -> None:
+        """Subscribe to every input topic."""
+        self.consumer.subscribe(list(self.changelogs), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
 
     def on_assign(self, partitions: list[TopicPartition]) -> None:
-        self.states.update(self._restore([tp.partition for tp in partitions]))
+        self.states.update(self._restore([(tp.topic, tp.partition) for tp in partitions]))
         self.states_changed()
 
     def on_revoke(self, partitions: list[TopicPartition]) -> None:
         """Nothing to commit: every batch committed its offsets in its transaction."""
         for tp in partitions:
-            self.states.pop(tp.partition, None)
+            self.states.pop((tp.topic, tp.partition), None)
         self.states_changed()
 
-    def _restore(self, partitions: list[int]) -> dict[int, State]:
-        """The states of `partitions`, as the committed changelog records them."""
-        states = {p: self.new_state() for p in partitions}
+    def _restore(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], State]:
+        """The states of `partitions` ((input topic, partition) pairs), as their committed changelogs record them."""
+        states = {key: self.new_state() for key in partitions}
         if not partitions:
             return states
-        consumer = reader(self.settings, f"{self.config.group_id}-restore")
-        try:
-            consumer.assign([TopicPartition(self.changelog_topic, p, OFFSET_BEGINNING) for p in partitions])
-            for message in until_end(consumer, partitions, RESTORE_TIMEOUT_S, self.changelog_topic):
-                self.restore_record(states[message.partition()], message)
-        finally:
-            consumer.close()
+        by_changelog: dict[str, list[int]] = defaultdict(list)
+        for topic, partition in partitions:
+            by_changelog[self.changelogs[topic]].append(partition)
+        for changelog, numbers in by_changelog.items():  # a reader per changelog: until_end counts partitions
+            topic = self._inputs_of[changelog]
+            consumer = reader(self.settings, f"{self.config.group_id}-restore")
+            try:
+                consumer.assign([TopicPartition(changelog, p, OFFSET_BEGINNING) for p in numbers])
+                for message in until_end(consumer, numbers, RESTORE_TIMEOUT_S, changelog):
+                    self.restore_record(states[topic, message.partition()], message)
+            finally:
+                consumer.close()
         for state in states.values():
             self.restored(state)
         return states
 
     def _process(self, messages: list[Message]) -> None:
-        by_partition: dict[int, list[Message]] = defaultdict(list)
+        by_partition: dict[tuple[str, int], list[Message]] = defaultdict(list)
         for message in messages:
-            by_partition[message.partition()].append(message)
+            by_partition[message.topic(), message.partition()].append(message)
         self.producer.begin_transaction()
         results, offsets = [], []
-        for partition, batch in by_partition.items():
-            state = self.states.get(partition)
+        for key, batch in by_partition.items():
+            state = self.states.get(key)
             if state is None:
-                state = self.states[partition] = self._restore([partition])[partition]
+                state = self.states[key] = self._restore([key])[key]
+            topic, partition = key
             results.append(self.transform(partition, batch, state))
-            offsets.append(TopicPartition(self.input_topic, partition, batch[-1].offset() + 1))
+            offsets.append(TopicPartition(topic, partition, batch[-1].offset() + 1))
         if self._commit(offsets):
             self.committed(results)
         else:
@@ -232,5 +251,5 @@ class TransactionalLoop(Worker, Generic[State]):
         for tp in committed:
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else
                                               OFFSET_BEGINNING))
-        self.states = self._restore([tp.partition for tp in committed])
+        self.states = self._restore([(tp.topic, tp.partition) for tp in committed])
         self.states_changed()

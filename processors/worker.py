@@ -36,6 +36,11 @@ Exactly-once argument
 
     Duplicates of one eventID meet in one partition because producers key records by eventID; a record
     produced with another key is dead-lettered (`invalid.key`).
+    With `processors.sources` the processor reads one topic per producer principal
+    (`processors/sources.py`): each has its own changelog, its windows are kept per (topic, partition), and
+    the offsets of every topic's partitions go into the batch's one transaction, so the argument above holds
+    for each topic unchanged. A record for an account its topic may not write for is a dead letter, written in
+    the same transaction as the rest of the batch.
     Trails are read to the end of the trails topic before the first event is processed, so no event is
     judged against an incomplete set of trails.
 """
@@ -53,6 +58,7 @@ from kafkatrail.processors.dedupe import DedupeWindow, changelog_record, dedupe_
 from kafkatrail.processors.metrics import ProcessorMetrics
 from kafkatrail.processors.pipeline import BatchOutcome, EventPipeline, InputMessage
 from kafkatrail.processors.selectors import Selection
+from kafkatrail.processors.sources import SourcePolicy
 from kafkatrail.processors.transactional import TransactionalLoop
 from kafkatrail.schemas.codec import default_codec
 from kafkatrail.schemas.contract import DETAIL_HEADER, REASON_HEADER, SOURCE_HEADER
@@ -68,10 +74,10 @@ class ProcessorWorker(TransactionalLoop[DedupeWindow]):
         self.metrics = metrics or ProcessorMetrics()
         self.selection = Selection()
         self.pipeline = EventPipeline(default_codec().decode, self.selection)
+        self.sources = SourcePolicy.from_settings(settings)  # the topics read, their changelogs and allow-lists
         super().__init__(
             settings, settings.processors, batch_max_events=settings.processors.batch_max_events,
-            batch_timeout_s=settings.processors.batch_timeout_s, input_topic=settings.topics.events,
-            changelog_topic=settings.topics.dedupe_changelog,
+            batch_timeout_s=settings.processors.batch_timeout_s, changelogs=self.sources.changelogs,
             count_transaction=lambda outcome: self.metrics.transactions.labels(outcome).inc(),
             producer_config={"batch.size": 1_000_000, "queue.buffering.max.kbytes": 262_144,
                              "partitioner": "murmur2_random"})
@@ -92,6 +98,7 @@ class ProcessorWorker(TransactionalLoop[DedupeWindow]):
         state.restore((message.value(),))
 
     def transform(self, partition: int, messages: list[Message], state: DedupeWindow) -> Any:
+        topic = messages[0].topic()  # `state` is the window of this (topic, partition) alone
         now_s = time.time()
         tolerance_s = self.settings.processors.producer_clock_tolerance_s
         batch = []
@@ -99,7 +106,7 @@ class ProcessorWorker(TransactionalLoop[DedupeWindow]):
             kind, timestamp_ms = m.timestamp()
             batch.append(InputMessage(m.value(), m.key(), dedupe_time_s(
                 timestamp_ms, kind == TIMESTAMP_LOG_APPEND_TIME, now_s, tolerance_s), m.offset()))
-        outcome = self.pipeline.process(batch, state)
+        outcome = self.pipeline.process(batch, state, self.sources.allow_list(topic))
         produce = self.produce
         for key, value in outcome.deliveries:
             produce(self.topics.delivery, key, value)
@@ -108,10 +115,11 @@ class ProcessorWorker(TransactionalLoop[DedupeWindow]):
             produce(self.topics.dlq, source.key, source.value, headers=[
                 (REASON_HEADER, rejected.reason.encode()),
                 (DETAIL_HEADER, rejected.detail.encode()),
-                (SOURCE_HEADER, f"{self.topics.events}/{partition}/{source.offset}".encode()),
+                (SOURCE_HEADER, f"{topic}/{partition}/{source.offset}".encode()),
             ])
+        changelog = self.changelogs[topic]
         for bucket, first in outcome.first_seen.items():
-            produce(self.topics.dedupe_changelog, None, changelog_record(bucket, first), partition=partition)
+            produce(changelog, None, changelog_record(bucket, first), partition=partition)
         return batch, outcome
 
     def committed(self, results: list[tuple[list[InputMessage], BatchOutcome]]) -> None:

@@ -63,6 +63,14 @@ class TopicNames:
             delivery_failures=f"{prefix}.delivery-failures",
         )
 
+    def source(self, name: str) -> str:
+        """The events topic of one producer principal (`processors.sources`): `<prefix>.events.<name>`."""
+        return f"{self.events}.{name}"
+
+    def source_changelog(self, name: str) -> str:
+        """The dedupe changelog of that source's topic, co-partitioned with it."""
+        return f"{self.dedupe_changelog}.{name}"
+
 
 @dataclass(frozen=True, slots=True)
 class DeliveryKey:

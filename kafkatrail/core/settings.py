@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import to_jsonable_python
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -51,6 +53,7 @@ class StackSettings(BaseModel):
     pom: Path = Field(default_factory=lambda: shipped_file("kafka/pom.xml"), description="the POM that names the jars")
     start_timeout_s: float = Field(90.0, gt=0)
     stop_timeout_s: float = Field(30.0, gt=0)
+    sasl: bool = Field(False, description="SASL/SCRAM-SHA-512 and ACLs on the broker (kafkatrail/stack/kafka_sasl.py)")
 
 
 class WorkerSettings(BaseModel):
@@ -75,6 +78,47 @@ class TransactionalWorkerSettings(WorkerSettings):
     transaction_timeout_s: int = Field(30, ge=5, description="the broker aborts a dead worker's open transaction")
 
 
+ACCOUNT_ID = re.compile(r"[0-9]{12}")
+SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+RESERVED_SOURCE_NAMES = frozenset({"dlq"})  # `<prefix>.events.dlq` is the dead-letter topic
+MAX_TOPIC_NAME = 249  # Kafka's limit
+
+
+class EventSource(BaseModel):
+    """One producer principal's events topic, `<topic_prefix>.events.<name>`, and the accounts it may write for.
+
+    Only that principal may write the topic (a Kafka ACL, outside kafkatrail; the local stack creates it);
+    the processor dead-letters a record of it whose recipientAccountId is not in `accounts`
+    (`processors/sources.py`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="the topic suffix; by convention the producer's Kafka principal")
+    accounts: list[str] = Field(min_length=1, description="the 12-digit AWS account ids this source may write for")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_topic_suffix(cls, name: str) -> str:
+        if not SOURCE_NAME.fullmatch(name):
+            raise ValueError("must be 1-64 characters of A-Z, a-z, 0-9, '_' and '-' (it names a Kafka topic)")
+        if name.lower() in RESERVED_SOURCE_NAMES:
+            raise ValueError("is reserved: <topic_prefix>.events.dlq is the dead-letter topic")
+        return name
+
+    @field_validator("accounts")
+    @classmethod
+    def _accounts_are_distinct_account_ids(cls, accounts: list[str]) -> list[str]:
+        seen: dict[str, int] = {}
+        for index, account in enumerate(accounts):
+            if not ACCOUNT_ID.fullmatch(account):
+                raise ValueError(f"entry {index} must be a 12-digit AWS account id")
+            if account in seen:
+                raise ValueError(f"entries {seen[account]} and {index} are the same account id")
+            seen[account] = index
+        return accounts
+
+
 class ProcessorSettings(TransactionalWorkerSettings):
     """How the stream processor (`kafkatrail worker processors`) reads, dedupes and commits."""
 
@@ -87,6 +131,22 @@ class ProcessorSettings(TransactionalWorkerSettings):
     batch_max_events: int = Field(2_000, ge=1, description="events per transaction at most")
     batch_timeout_s: float = Field(0.2, gt=0, description="wait at most this long to fill a batch")
     metrics_port: int = Field(9464, ge=0, le=65535)
+    sources: list[EventSource] = Field(
+        default_factory=list,
+        description="none: read the events topic, every account allowed; else read only these sources' topics",
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names_are_distinct(cls, sources: list[EventSource]) -> list[EventSource]:
+        seen: dict[str, int] = {}
+        for index, source in enumerate(sources):
+            folded = source.name.lower()  # topics differing only in case are legal, but a trap for operators
+            if folded in seen:
+                raise ValueError(f"entries {seen[folded]} and {index} have the same name (names are compared "
+                                 "ignoring case)")
+            seen[folded] = index
+        return sources
 
 
 class S3SinkSettings(WorkerSettings):
@@ -216,6 +276,16 @@ class Settings(BaseSettings):
     aws: AwsSettings = Field(default_factory=AwsSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 
+    @model_validator(mode="after")
+    def _source_topics_fit_kafka(self) -> Settings:
+        topics = self.topics
+        for index, source in enumerate(self.processors.sources):
+            longest = max(len(topics.source(source.name)), len(topics.source_changelog(source.name)))
+            if longest > MAX_TOPIC_NAME:
+                raise ValueError(f"processors.sources.{index}.name: with topic_prefix it makes a topic name of "
+                                 f"{longest} characters; Kafka allows at most {MAX_TOPIC_NAME}")
+        return self
+
     @property
     def topics(self) -> TopicNames:
         return TopicNames.with_prefix(self.topic_prefix)
@@ -254,7 +324,7 @@ def settings_environment(settings: Settings) -> dict[str, str]:
             for field in type(value).model_fields:
                 export(f"{name}__{field.upper()}", getattr(value, field))
         elif isinstance(value, dict | list):
-            environment[name] = json.dumps(value)
+            environment[name] = json.dumps(to_jsonable_python(value))
         elif isinstance(value, bool):
             environment[name] = "true" if value else "false"
         else:
@@ -282,7 +352,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     except ValidationError as exc:
         # The value itself is never shown: a settings field may hold a secret (kafka_client_config's sasl.password).
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got a {type(err.get('input')).__name__})"
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']} "
+            f"(got a {type(err.get('input')).__name__})"
             for err in exc.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from None

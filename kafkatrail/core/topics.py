@@ -29,14 +29,20 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     log files are parked (`kafkatrail.schemas.contract.DeliveryFailure`).
     The Insights state changelog is compacted (latest state per unit wins) and must have as many
     partitions as the delivery topic: changelog partition p holds the detector of delivery partition p.
+    Each of `processors.sources` adds its events topic and that topic's own dedupe changelog.
     """
     names = settings.topics
     processors = settings.processors
     changelog_retention_ms = (processors.dedupe_window_s + processors.dedupe_bucket_s) * 1000
+    dedupe_changelog = {"cleanup.policy": "delete", "retention.ms": str(changelog_retention_ms)}
+    sources = [name for source in processors.sources
+               for name in (names.source(source.name), names.source_changelog(source.name))]
     configs = {
         names.events: {"message.timestamp.type": "LogAppendTime"},
+        **{names.source(source.name): {"message.timestamp.type": "LogAppendTime"} for source in processors.sources},
         names.trails: {"cleanup.policy": "compact"},
-        names.dedupe_changelog: {"cleanup.policy": "delete", "retention.ms": str(changelog_retention_ms)},
+        names.dedupe_changelog: dedupe_changelog,
+        **{names.source_changelog(source.name): dedupe_changelog for source in processors.sources},
         names.s3_journal: {"cleanup.policy": "delete", "retention.ms": str(JOURNAL_RETENTION_MS)},
         names.s3_insight_journal: {"cleanup.policy": "delete", "retention.ms": str(JOURNAL_RETENTION_MS)},
         names.insights_changelog: {"cleanup.policy": "compact"},
@@ -46,7 +52,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
                  replication_factor=settings.topic_replication_factor, config=configs.get(name, {}))
         for name in (names.events, names.dlq, names.delivery, names.insights, names.notifications, names.trails,
                      names.dedupe_changelog, names.insights_changelog, names.s3_journal,
-                     names.s3_insight_journal, names.delivery_failures)
+                     names.s3_insight_journal, names.delivery_failures, *sources)
     ]
 
 

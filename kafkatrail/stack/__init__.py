@@ -2,21 +2,25 @@
 
 `LocalStack.up()` is idempotent: what already runs (and is really ours: the PID's command line is
 checked, so a recycled PID is never adopted) is kept; state left by a crashed run is detected and cleaned.
+With `stack.sasl` the broker authenticates clients and authorizes them by ACL
+(`kafkatrail/stack/kafka_sasl.py`); `up` then also gives each producer principal it is told of its
+credential and its topic, every time it runs.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kafkatrail.core.settings import StackSettings
-from kafkatrail.stack import aws_standin, kafka_broker
+from kafkatrail.stack import aws_standin, kafka_broker, kafka_sasl
 from kafkatrail.stack.kafka_jars import KafkaJars
 from kafkatrail.stack.processes import (
     StackError,
@@ -46,6 +50,7 @@ class ComponentState:
     port: int
     started_at: float
     controller_port: int | None = None
+    sasl: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,10 +59,19 @@ class Endpoints:
 
     bootstrap_servers: str
     aws_endpoint_url: str
+    client_config_file: Path | None = None  # SASL mode: the admin's client properties (0600 JSON)
+
+    def client_config(self) -> dict[str, str]:
+        """The librdkafka properties a client of this broker needs besides `bootstrap.servers` (SASL: the admin's)."""
+        if self.client_config_file is None:
+            return {}
+        config: dict[str, str] = json.loads(self.client_config_file.read_text())
+        return config
 
     def shell_exports(self) -> str:
-        """`export` lines a shell can eval; the credentials are the stand-in's dummy ones."""
-        return "\n".join(
+        """`export` lines a shell can eval; the credentials are the stand-in's dummy ones. In SASL mode the admin's
+        client properties are read from their file when the shell evaluates the line, so no password is printed."""
+        lines = [
             f"export {name}={value}"
             for name, value in (
                 ("KAFKATRAIL_BOOTSTRAP_SERVERS", self.bootstrap_servers),
@@ -66,15 +80,21 @@ class Endpoints:
                 ("AWS_SECRET_ACCESS_KEY", "testing"),
                 ("AWS_DEFAULT_REGION", "us-east-1"),
             )
-        )
+        ]
+        if self.client_config_file is not None:
+            lines.append(f'export KAFKATRAIL_KAFKA_CLIENT_CONFIG="$(cat {shlex.quote(str(self.client_config_file))})"')
+        return "\n".join(lines)
 
 
 class LocalStack:
     """Start, inspect and stop the local Kafka broker and AWS stand-in of one data dir."""
 
-    def __init__(self, settings: StackSettings, say: Callable[[str], None] = _stderr) -> None:
+    def __init__(self, settings: StackSettings, say: Callable[[str], None] = _stderr,
+                 producers: Mapping[str, str] | None = None) -> None:
+        """`producers`: in SASL mode, each producer principal and the one topic it may write."""
         self.settings = settings
         self.say = say
+        self.producers = dict(producers or {})
         self.data_dir = settings.data_dir.resolve()
         self.state_file = self.data_dir / "stack.json"
         self.broker = kafka_broker.BrokerLayout(self.data_dir / "kafka")
@@ -88,10 +108,13 @@ class LocalStack:
     def _endpoints_of(self, state: dict[str, ComponentState]) -> Endpoints:
         kafka_port = state[KAFKA].port if KAFKA in state else self.settings.kafka_port
         aws_port = state[AWS].port if AWS in state else self.settings.aws_port
-        return Endpoints(f"127.0.0.1:{kafka_port}", f"http://127.0.0.1:{aws_port}")
+        sasl = state[KAFKA].sasl if KAFKA in state else self.settings.sasl
+        return Endpoints(f"127.0.0.1:{kafka_port}", f"http://127.0.0.1:{aws_port}",
+                         self.broker.sasl.admin_config_file if sasl else None)
 
-    def up(self) -> Endpoints:
-        """Bring up whatever part of the stack is not running; return its endpoints."""
+    def up(self, aws: bool = True) -> Endpoints:
+        """Bring up whatever part of the stack is not running (the broker alone with `aws=False`); return its
+        endpoints. In SASL mode, give every producer principal its credential and its topic."""
         with self._lock():
             state = self._live_state(report_stale=True)
             self._check_same_ports(state)
@@ -100,9 +123,15 @@ class LocalStack:
                          f"AWS stand-in pid {state[AWS].pid})")
             if KAFKA not in state:
                 state[KAFKA] = self._start_kafka(state)
-            if AWS not in state:
+            if aws and AWS not in state:
                 state[AWS] = self._start_aws(state)
-            return self._endpoints_of(state)
+            endpoints = self._endpoints_of(state)
+            if self.settings.sasl:
+                files = kafka_sasl.grant_producers(endpoints.bootstrap_servers, self.broker.sasl, self.producers)
+                for principal, path in files.items():
+                    self.say(f"producer {principal} may write {self.producers[principal]} only; "
+                             f"its client properties are in {path}")
+            return endpoints
 
     def down(self) -> list[str]:
         """Stop every server of the stack (SIGTERM, then SIGKILL after the stop timeout)."""
@@ -127,7 +156,7 @@ class LocalStack:
                 continue
             uptime = time.time() - component.started_at
             lines[name] = (f"running: pid {component.pid}, 127.0.0.1:{component.port}, up {uptime:.0f} s, "
-                           f"RSS {resident_memory_mib(component.pid):.0f} MiB")
+                           f"RSS {resident_memory_mib(component.pid):.0f} MiB" + (", SASL" if component.sasl else ""))
         return lines
 
     def fetch(self) -> Path:
@@ -136,16 +165,20 @@ class LocalStack:
 
     def _start_kafka(self, state: dict[str, ComponentState]) -> ComponentState:
         port = self.settings.kafka_port
+        sasl = self.settings.sasl
         ensure_port_free(port, "Kafka broker", "--kafka-port")
         self.fetch()
         controller_port = free_port()
         return self._launch(
             state, KAFKA, port, controller_port,
             start=lambda: kafka_broker.start_broker(self.broker, self.jars.classpath, port, controller_port,
-                                                    self.settings.kafka_heap_mb),
-            wait_ready=lambda pid: kafka_broker.wait_until_ready(pid, self.broker, f"127.0.0.1:{port}",
-                                                                 self.settings.start_timeout_s),
-            ready=f"kafka broker {self.settings.kafka_version} ready on 127.0.0.1:{port}",
+                                                    self.settings.kafka_heap_mb, sasl),
+            wait_ready=lambda pid: kafka_broker.wait_until_ready(
+                pid, self.broker, f"127.0.0.1:{port}", self.settings.start_timeout_s,
+                self.broker.sasl.client_config() if sasl else None),
+            ready=f"kafka broker {self.settings.kafka_version} ready on 127.0.0.1:{port}"
+                  + (" (SASL_PLAINTEXT, SCRAM-SHA-512, ACLs)" if sasl else ""),
+            sasl=sasl,
         )
 
     def _start_aws(self, state: dict[str, ComponentState]) -> ComponentState:
@@ -160,11 +193,12 @@ class LocalStack:
         )
 
     def _launch(self, state: dict[str, ComponentState], name: str, port: int, controller_port: int | None,
-                start: Callable[[], int], wait_ready: Callable[[int], None], ready: str) -> ComponentState:
+                start: Callable[[], int], wait_ready: Callable[[int], None], ready: str,
+                sasl: bool = False) -> ComponentState:
         """Start a server, record it at once (so `down` can stop it), wait for it; undo both if it fails."""
         began = time.monotonic()
         pid = start()
-        component = ComponentState(pid, port, time.time(), controller_port)
+        component = ComponentState(pid, port, time.time(), controller_port, sasl)
         self._write_state({**state, name: component})
         try:
             wait_ready(pid)
@@ -177,6 +211,11 @@ class LocalStack:
 
     def _check_same_ports(self, state: dict[str, ComponentState]) -> None:
         wanted = {KAFKA: self.settings.kafka_port, AWS: self.settings.aws_port}
+        if KAFKA in state and state[KAFKA].sasl != self.settings.sasl:
+            raise StackError(
+                f"the local stack in {self.data_dir} already runs its broker "
+                f"{'with' if state[KAFKA].sasl else 'without'} SASL; run `kafkatrail stack down` first to change it"
+            )
         for name, component in state.items():
             if component.port != wanted[name]:
                 raise StackError(
