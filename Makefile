@@ -28,8 +28,9 @@ test: $(INSTALLED) $(PROMTOOL)
 	$(BIN)/kafkatrail stack fetch
 	$(BIN)/ruff check .
 	$(MAKE) --no-print-directory typecheck
-	$(BIN)/python -m pytest; status=$$?; \
-	  $(BIN)/kafkatrail stack down --data-dir $(TEST_STACK); exit $$status
+	$(BIN)/python -m pytest -n 2 --dist loadfile; status=$$?; \
+	  for stack in $(TEST_STACK)/*/; do [ ! -d "$$stack" ] || $(BIN)/kafkatrail stack down --data-dir "$$stack"; done; \
+	  exit $$status
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -2,7 +2,8 @@
 
 Set KAFKATRAIL_TEST_BOOTSTRAP_SERVERS and KAFKATRAIL_TEST_AWS_ENDPOINT_URL to run the integration
 tests against a stack that is already up (nothing is started or stopped then). Otherwise the session
-starts its own broker and AWS stand-in in `.cache/test-stack` on free ports and stops them at the end.
+starts its own broker and AWS stand-in in `.cache/test-stack/<xdist worker>` on free ports and stops them
+at the end: with `pytest -n 2` (as `make test` runs) each worker process has a stack of its own.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from kafkatrail.core.settings import StackSettings
 from kafkatrail.stack import Endpoints, LocalStack
 from kafkatrail.stack.processes import free_port
 
-TEST_STACK_DIR = Path(".cache/test-stack")
+TEST_STACK_DIR = Path(".cache/test-stack") / os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,12 +34,16 @@ def workers(stack: Endpoints, tmp_path: Path) -> Iterator[Workers]:
 
 @pytest.fixture(scope="session")
 def aws_cli() -> Path:
-    """The `aws` command of aws-cli v1 in a virtualenv of its own, created once and reused."""
+    """The `aws` command of aws-cli v1 in a virtualenv of its own, created once and reused (under a lock: with
+    `pytest -n 2` two worker processes may ask for it at once)."""
     aws = AWSCLI_VENV / "bin" / "aws"
     marker = AWSCLI_VENV / f"awscli-{AWSCLI_VERSION}"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(AWSCLI_VENV)], check=True)
-        subprocess.run([str(AWSCLI_VENV / "bin" / "pip"), "install", "-q", f"awscli=={AWSCLI_VERSION}"], check=True,
-                       timeout=600)
-        marker.touch()
+    AWSCLI_VENV.parent.mkdir(parents=True, exist_ok=True)
+    with (AWSCLI_VENV.parent / "awscli-venv.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.exists():
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(AWSCLI_VENV)], check=True)
+            subprocess.run([str(AWSCLI_VENV / "bin" / "pip"), "install", "-q", f"awscli=={AWSCLI_VERSION}"],
+                           check=True, timeout=600)
+            marker.touch()
     return aws.resolve()
