@@ -194,19 +194,31 @@ def verify_request(method: str, url: str, headers: Mapping[str, str], body: byte
         bound = now - MAX_SKEW_S if moment < now else now + MAX_SKEW_S
         raise ApiError("InvalidSignatureException", f"Signature expired: {amz_date} is now {relation} than "
                        f"{stamp(bound)} ({stamp(now)} {'-' if moment < now else '+'} 5 min.)")
+    body_sha = hashlib.sha256(body).hexdigest()
     content_sha = headers.get("X-Amz-Content-SHA256")
-    if content_sha is not None and content_sha != hashlib.sha256(body).hexdigest():
+    if content_sha is not None and content_sha != body_sha:
         raise ApiError("InvalidSignatureException", "X-Amz-Content-SHA256: does not match the body")
     rebuilt = AWSRequest(method=method, url=url, data=body,
                          headers={name: _header_value(headers, name) for name in signed})
     rebuilt.context["timestamp"] = amz_date
-    signer = SigV4Auth(Credentials(access_key, principal.secret_access_key), service, region)
+    signer = _Signer(Credentials(access_key, principal.secret_access_key), service, region, body_sha)
     canonical = signer.canonical_request(rebuilt)
     expected = signer.signature(signer.string_to_sign(rebuilt, canonical), rebuilt)
     if not hmac.compare_digest(expected, signature):
         raise ApiError("InvalidSignatureException", "The request signature we calculated does not match the "
                        "signature you provided. Check your AWS Secret Access Key and signing method.")
     return SignedBy(principal, region)
+
+
+class _Signer(SigV4Auth):
+    """botocore's SigV4 signer, given the body's SHA-256 (computed once above) instead of hashing it again."""
+
+    def __init__(self, credentials: Credentials, service: str, region: str, body_sha: str) -> None:
+        super().__init__(credentials, service, region)
+        self._body_sha = body_sha
+
+    def payload(self, request: AWSRequest) -> str:
+        return self._body_sha
 
 
 def _header_value(headers: Mapping[str, str], name: str) -> str:
