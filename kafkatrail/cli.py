@@ -117,16 +117,17 @@ def cmd_trails_apply(args: argparse.Namespace) -> int:
     from kafkatrail.trails.definitions import load_trails
     from kafkatrail.trails.topic import apply_trails
 
-    for arn, outcome in sorted(apply_trails(_settings(args), load_trails(args.file)).items()):
+    for arn, outcome in sorted(apply_trails(_settings(args), load_trails(args.file), prune=args.prune).items()):
         print(f"{arn}: {outcome}")
     return 0
 
 
 def cmd_trails_list(args: argparse.Namespace) -> int:
-    from kafkatrail.trails.topic import current_trails
+    from kafkatrail.trails.topic import current_trails_and_origins
 
-    for arn, trail in sorted(current_trails(_settings(args)).items()):
-        print(f"{arn}: {'logging' if trail.logging else 'stopped'}")
+    trails, origins = current_trails_and_origins(_settings(args))
+    for arn, trail in sorted(trails.items()):
+        print(f"{arn}: {'logging' if trail.logging else 'stopped'} (created by {origins.get(arn, 'file')})")
     return 0
 
 
@@ -206,7 +207,8 @@ def cmd_insights_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    from kafkatrail.api import ApiService
+    from kafkatrail.api.auth import CredentialsFileError
+    from kafkatrail.api.server import ApiService
     from kafkatrail.core.logs import configure_json_logging
 
     section = {name: getattr(args, name) for name in ("host", "port") if getattr(args, name) is not None}
@@ -214,6 +216,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     configure_json_logging()
     try:
         service = ApiService(settings)
+    except (CredentialsFileError, ValueError) as exc:
+        print(f"kafkatrail: error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"kafkatrail: error: cannot listen on {settings.api.host}:{settings.api.port}: {exc.strerror}",
               file=sys.stderr)
@@ -308,8 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     trails = commands.add_parser("trails", help="trail definitions on the compacted trails topic")
     trails_commands = trails.add_subparsers(dest="trails_command", required=True)
-    apply = trails_commands.add_parser("apply", help="make the topic hold exactly the trails of FILE (JSON or YAML)")
+    apply = trails_commands.add_parser("apply", help="create or update the trails of FILE (JSON or YAML); delete "
+                                                     "nothing unless --prune")
     apply.add_argument("file", type=Path)
+    apply.add_argument("--prune", action="store_true", help="also delete trails an earlier `trails apply` created "
+                                                             "that FILE no longer holds (never those the API created)")
     apply.set_defaults(func=cmd_trails_apply)
     trails_commands.add_parser("list", help="the trails on the topic").set_defaults(func=cmd_trails_list)
 
@@ -335,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=1)
     evaluate.set_defaults(func=cmd_insights_evaluate)
 
-    api = commands.add_parser("api", help="serve the CloudTrail API (DescribeTrails, GetTrail, ListPublicKeys)")
+    api = commands.add_parser("api", help="serve the CloudTrail API (SigV4; trails, selectors, status, tags, keys)")
     api.add_argument("--host", help="bind address (default 127.0.0.1)")
     api.add_argument("--port", type=int, help="port (default 8470; 0: any free port)")
     api.set_defaults(func=cmd_api)

@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import gzip
 import os
+import secrets
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import boto3
 import orjson
+from botocore.exceptions import BotoCoreError, ClientError
 from confluent_kafka import Producer
 
+from kafkatrail.api.auth import Principal, write_credentials
 from kafkatrail.core import aws
 from kafkatrail.core.settings import Settings, settings_environment, shipped_file
 from kafkatrail.core.topics import create_topics, group_progress
@@ -55,6 +61,7 @@ def run_demo(settings: Settings, seconds: float = DEMO_SECONDS) -> int:
     began = time.monotonic()
     endpoints = stack.up()
     workers: dict[str, WorkerProcess] = {}
+    api: subprocess.Popen[bytes] | None = None
     try:
         os.environ.update({"AWS_ENDPOINT_URL": endpoints.aws_endpoint_url, "AWS_ACCESS_KEY_ID": "testing",
                            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"})
@@ -66,6 +73,7 @@ def run_demo(settings: Settings, seconds: float = DEMO_SECONDS) -> int:
         print(f"\ntrails: {', '.join(t.name for t in trails)} (the package's deploy/trails.demo.yaml)")
 
         workers = start_workers(settings, endpoints.aws_endpoint_url)
+        api, api_trail = start_api(settings, trails[0])
         print("workers: " + ", ".join(f"{role} (/metrics on {worker.url})" for role, worker in workers.items()))
 
         simulator = TrafficSimulator(TrafficModel(rate=DEMO_RATE, seed=1, duplicate_rate=DEMO_DUPLICATE_RATE))
@@ -85,12 +93,57 @@ def run_demo(settings: Settings, seconds: float = DEMO_SECONDS) -> int:
         stored = show_log_files(trails)
         show_cloudwatch(trails)
         show_notifications(queue_url)
+        show_trail_status(api, api_trail)
         print(f"\ndemo finished in {time.monotonic() - began:.1f} s")
         return 0 if caught_up and stored else 1
     finally:
         stop_workers(workers)
+        if api is not None and api.poll() is None:
+            api.terminate()
+            api.wait(30)
         for line in stack.down():
             print(line)
+
+
+def start_api(settings: Settings, like: Trail) -> tuple[subprocess.Popen[bytes], tuple[Any, str]]:
+    """`kafkatrail api` with a demo credentials file (0600), and one trail created through it with boto3 (signed
+    with the demo key): multi-region, in the account and home region of `like`, logging started."""
+    key, secret = "AKIADEMO" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30)
+    credentials = DEMO_STACK_DIR / "api-credentials.toml"
+    write_credentials(credentials, [Principal(key, like.account_id, secret_access_key=secret)])
+    port = free_port()
+    env = {**os.environ, **settings_environment(settings), "KAFKATRAIL_API__PORT": str(port),
+           "KAFKATRAIL_API__CREDENTIALS_FILE": str(credentials)}
+    log = (DEMO_STACK_DIR / "workers" / "api.log").open("wb")
+    api = subprocess.Popen([sys.executable, "-m", "kafkatrail.cli", "api"], env=env, stdout=log,
+                           stderr=subprocess.STDOUT)
+    client = boto3.client("cloudtrail", endpoint_url=f"http://127.0.0.1:{port}", region_name=like.home_region,
+                          aws_access_key_id=key, aws_secret_access_key=secret)
+    bucket = "kafkatrail-demo-api-trail"
+    aws_client("s3").create_bucket(Bucket=bucket)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.create_trail(Name="api-demo", S3BucketName=bucket, IsMultiRegionTrail=True)
+            break
+        except (BotoCoreError, ClientError):
+            if time.monotonic() > deadline or api.poll() is not None:
+                raise
+            time.sleep(0.5)
+    client.start_logging(Name="api-demo")
+    arn = f"arn:aws:cloudtrail:{like.home_region}:{like.account_id}:trail/api-demo"
+    print(f"CloudTrail API on http://127.0.0.1:{port}: created {arn} with boto3 (SigV4, key {key} of "
+          f"{credentials}, mode 0600) and started logging")
+    return api, (client, arn)
+
+
+def show_trail_status(api: subprocess.Popen[bytes], trail: tuple[Any, str]) -> None:
+    client, arn = trail
+    time.sleep(2)  # the sinks report at most once a second per trail
+    status = client.get_trail_status(Name=arn)
+    shown = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in status.items()
+             if k != "ResponseMetadata"}
+    print(f"GetTrailStatus {arn}: {shown}")
 
 
 def aws_client(service: str) -> Any:

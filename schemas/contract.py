@@ -7,6 +7,8 @@
 - **Headers** of a dead-lettered record: `REASON_HEADER`, `DETAIL_HEADER`, `SOURCE_HEADER`.
 - **The notification** (`Notification`): what the S3 sink publishes to SNS and to the notifications topic
   after each file, CloudTrail's `{"s3Bucket": ..., "s3ObjectKey": [...]}`.
+- **The trail status** (`TrailStatusUpdate`): what the sinks last delivered for a trail in a region, on the
+  compacted trail-status topic, which GetTrailStatus reads.
 - **`eventTime`**: `event_time_ms` parses it (ISO-8601 UTC, fractions allowed) to milliseconds since the
   epoch; `scan_event_time` finds the top-level `eventTime` of a compact JSON record without parsing the
   record, and agrees with a full parse on every record (a nested member of the same name sends it to the
@@ -46,6 +48,7 @@ class TopicNames:
     s3_journal: str
     s3_insight_journal: str
     delivery_failures: str
+    trail_status: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TopicNames:
@@ -61,6 +64,7 @@ class TopicNames:
             s3_journal=f"{prefix}.sinks.s3-journal",
             s3_insight_journal=f"{prefix}.sinks.s3-insight-journal",
             delivery_failures=f"{prefix}.delivery-failures",
+            trail_status=f"{prefix}.trail-status",
         )
 
     def source(self, name: str) -> str:
@@ -151,6 +155,51 @@ class DeliveryFailure:
         document = orjson.loads(value)
         return cls(document["state"], document["trailARN"], document["s3Bucket"], document["s3ObjectKey"],
                    document["records"], document["errorCode"], document["errorMessage"], document["at"])
+
+
+STATUS_KINDS = ("delivery", "notification", "digest", "cloudwatch")
+
+
+@dataclass(frozen=True, slots=True)
+class TrailStatusUpdate:
+    """One delivery outcome for a trail in a source region: the latest success or the latest error of one kind.
+
+    Kinds: `delivery` (a log file stored in S3), `notification` (an SNS publish), `digest` (a digest file
+    stored), `cloudwatch` (a PutLogEvents batch). The topic is compacted and keyed
+    `<trail ARN>|<region>|<kind>|<ok or error>`, so it keeps, per trail, region and kind, both the latest success
+    and the latest error; the value is `{"trailARN", "region", "kind", "time" (epoch seconds), "error" (a message,
+    or null for a success)}`.
+    """
+
+    trail_arn: str
+    region: str
+    kind: str
+    time: float
+    error: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.trail_arn}|{self.region}|{self.kind}|{'ok' if self.error is None else 'error'}"
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"trailARN": self.trail_arn, "region": self.region, "kind": self.kind,
+                             "time": self.time, "error": self.error})
+
+    @classmethod
+    def decode(cls, value: bytes) -> TrailStatusUpdate:
+        """A status record; `ValueError` when it is not one."""
+        document = orjson.loads(value)
+        if not isinstance(document, dict):
+            raise ValueError("trail status: must be a JSON object")
+        trail_arn, region, kind = document.get("trailARN"), document.get("region"), document.get("kind")
+        moment, error = document.get("time"), document.get("error")
+        if not (isinstance(trail_arn, str) and isinstance(region, str) and kind in STATUS_KINDS):
+            raise ValueError("trail status: trailARN and region must be strings, kind one of "
+                             + ", ".join(STATUS_KINDS))
+        if isinstance(moment, bool) or not isinstance(moment, int | float) or not (
+                error is None or isinstance(error, str)):
+            raise ValueError("trail status: time must be epoch seconds and error a string or null")
+        return cls(trail_arn, region, kind, float(moment), error)
 
 
 def event_time_ms(event_time: str) -> int:

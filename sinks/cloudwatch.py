@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
-from confluent_kafka import KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaException, Message, Producer, TopicPartition
 
 from kafkatrail.core import aws
 from kafkatrail.core.aws import AwsCalls, error_code
@@ -72,6 +72,7 @@ from kafkatrail.sinks.cloudwatch_batches import (
     rejected_events,
 )
 from kafkatrail.sinks.cloudwatch_metrics import CloudWatchMetrics
+from kafkatrail.sinks.status import StatusReporter
 from kafkatrail.trails.model import Trail
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,10 @@ class LogEventsWriter:
     """Sends one batch at a time, creating missing streams and retrying (`AwsCalls`) until the batch is settled."""
 
     def __init__(self, max_backoff_s: float, metrics: CloudWatchMetrics, stopping: Callable[[], bool],
-                 new_client: Callable[[str], Any], sleep: Callable[[float], None] = time.sleep) -> None:
+                 new_client: Callable[[str], Any], sleep: Callable[[float], None] = time.sleep,
+                 on_outcome: Callable[[Destination, str | None], None] | None = None) -> None:
         self.metrics = metrics
+        self.on_outcome = on_outcome  # (stream, None for a delivered batch or the error of a refused one)
         self.calls = AwsCalls(metrics.aws, max_backoff_s, stopping, sleep)
         self._new_client = new_client
         self._clients: dict[str, Any] = {}
@@ -139,12 +142,17 @@ class LogEventsWriter:
 
     def _skip(self, target: Destination, batch: list[PendingEvent], reason: str, exc: ClientError) -> None:
         self.metrics.skipped.labels(reason).inc(len(batch))
+        if self.on_outcome is not None:
+            message = str(exc.response.get("Error", {}).get("Message", ""))[:300]
+            self.on_outcome(target, f"{error_code(exc)}: {message}")
         log.error("records not delivered to CloudWatch Logs", extra={
             "reason": reason, "events": len(batch), "log_group": target.log_group, "stream": target.stream,
             "region": target.region, "error": str(exc)})
 
     def _accepted(self, target: Destination, batch: list[PendingEvent], rejected_info: dict[str, int]) -> None:
         rejected = rejected_events(rejected_info, len(batch))
+        if self.on_outcome is not None:
+            self.on_outcome(target, None)
         now_ms = time.time() * 1000
         observe = self.metrics.latency.observe
         for index, event in enumerate(batch):
@@ -194,8 +202,12 @@ class CloudWatchSink(Worker):
         self._committed: dict[int, int] = {}
         self._assigned: set[int] = set()
         self._next_flush = time.monotonic() + self.config.flush_interval_s
+        self.status_producer = Producer(settings.kafka_config(**{"linger.ms": 100}))
+        self.status = StatusReporter.for_settings(settings, self.status_producer)
+        self._sources: dict[Destination, set[tuple[str, str]]] = {}  # stream -> (trail ARN, region) feeding it
         self.writer = LogEventsWriter(self.config.retry_max_backoff_s, self.metrics, lambda: self.stopping,
-                                      lambda region: aws.client(settings, "logs", region, max_attempts=1), self.wait)
+                                      lambda region: aws.client(settings, "logs", region, max_attempts=1), self.wait,
+                                      self._outcome)
 
     def handle_batch(self, records: list[Message]) -> None:
         """Buffer the records; send full streams at once and every stream each flush interval, then commit."""
@@ -210,6 +222,18 @@ class CloudWatchSink(Worker):
             self._commit()
         if due:
             self._next_flush = time.monotonic() + self.config.flush_interval_s
+        self.status.flush()
+        self.status_producer.poll(0)
+
+    def _outcome(self, target: Destination, error: str | None) -> None:
+        """A batch for `target` delivered (error None) or refused: the status of each trail feeding that stream."""
+        for trail_arn, region in self._sources.get(target, ()):
+            if self.trails.get(trail_arn) is not None and self.topic == self.settings.topics.delivery:
+                self.status.report(trail_arn, region, "cloudwatch", error)
+
+    def closed(self) -> None:
+        self.status.flush(force=True)
+        self.status_producer.flush(5)
 
     def finish(self) -> None:
         """A clean stop: send what is pending (each call tried once more), commit what was settled."""
@@ -245,6 +269,7 @@ class CloudWatchSink(Worker):
         except ValueError as exc:
             return self._skipped("unreadable", message, str(exc))
         self.buffers.setdefault(target, StreamBuffer()).add(event)
+        self._sources.setdefault(target, set()).add((key.trail_arn, key.region))
         return True
 
     def _skipped(self, reason: str, message: Message, detail: str | None = None) -> bool:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
@@ -53,6 +53,7 @@ from kafkatrail.sinks.digest_files import (
 )
 from kafkatrail.sinks.journal import FileSpan
 from kafkatrail.sinks.signing_keys import SigningKeys
+from kafkatrail.sinks.status import StatusReporter
 from kafkatrail.trails.model import Trail
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,8 @@ class DigestWorker(Worker):
         kms = aws.client(settings, "kms") if settings.keys.kms_key_id else None
         self.keys = SigningKeys(settings.keys.folder, settings.keys.rotation_s, settings.keys.kms_key_id, kms)
         self.admin = AdminClient(settings.kafka_config())
+        self.status_producer = Producer(settings.kafka_config(**{"linger.ms": 100}))
+        self.status = StatusReporter.for_settings(settings, self.status_producer)
 
     def attach(self) -> None:
         """Assign every journal partition at its committed offset (one digest worker reads them all), then find
@@ -150,6 +153,12 @@ class DigestWorker(Worker):
             self._write_digests(self._next_end)
             self._commit()
             self._next_end = period_end_after(time.time(), self.config.period_s)
+        self.status.flush()
+        self.status_producer.poll(0)
+
+    def closed(self) -> None:
+        self.status.flush(force=True)
+        self.status_producer.flush(KAFKA_TIMEOUT_S)
 
     def reached_end(self, partition: int, offset: int) -> None:
         self._next[partition] = max(self._next.get(partition, 0), offset)
@@ -264,6 +273,7 @@ class DigestWorker(Worker):
                 state.chain = chain_of(trail, ident[1], ident[2])  # type: ignore[arg-type]
             if (active or state.pending) and state.start < end:
                 self._write_digest(state, end)
+                self.status.report(ident[0], ident[2], "digest")
             if not active:
                 del self.chains[ident]
         self.metrics.chains.set(len(self.chains))

@@ -59,6 +59,7 @@ from kafkatrail.schemas.log_files import compress, log_file_content, log_file_ke
 from kafkatrail.sinks.journal import FileSpan
 from kafkatrail.sinks.s3_batches import ClosedBatch, PartitionBatches
 from kafkatrail.sinks.s3_parking import PERMANENT_S3_ERRORS, ParkedFile, ParkedFiles
+from kafkatrail.sinks.status import StatusReporter
 from kafkatrail.trails.model import Trail
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ class S3Sink(Worker):
         self.calls = AwsCalls(self.metrics.aws, self.config.retry_max_backoff_s, lambda: self.stopping, self.wait)
         self.journal = Producer(settings.kafka_config(**{
             "enable.idempotence": True, "acks": "all", "linger.ms": 0}))
+        self.status = StatusReporter.for_settings(settings, self.journal)
 
     def handle_batch(self, records: list[Message]) -> None:
         """Batch the records; store every file that closed (by size or age); commit after files, or each second.
@@ -145,6 +147,7 @@ class S3Sink(Worker):
             self._retry_parked(due)
         if closed or time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
             self._commit()
+        self.status.flush()
 
     def trail_changed(self, arn: str, trail: Trail | None) -> None:
         self.parked.trail_changed(arn, time.time())
@@ -155,6 +158,7 @@ class S3Sink(Worker):
 
     def closing(self) -> None:
         self._commit()
+        self.status.flush(force=True)
 
     def closed(self) -> None:
         self.journal.flush(KAFKA_TIMEOUT_S)
@@ -211,6 +215,8 @@ class S3Sink(Worker):
             self.parked.ended(file.span)
         for file in files:
             self._settled(file.span.partition, file.batch)
+        for file in stored:
+            self._report_status(file.span, "delivery")
         list(self._pool.map(lambda file: self._notify(file.span, file.trail), stored))
         for file in stored:
             self._count(file)
@@ -293,6 +299,10 @@ class S3Sink(Worker):
         failure = DeliveryFailure(state, span.trail_arn, span.bucket, span.object_key, span.records, code, message,
                                   datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
         self.journal.produce(self.topics.delivery_failures, failure.encode(), span.trail_arn.encode())
+        if state == "parked":
+            self._report_status(span, "delivery", f"{code}: {error_message(error)}" if error is not None else code)
+        elif state == "stored":
+            self._report_status(span, "delivery")
         self.metrics.parking.labels(state).inc()
         self.metrics.parked.set(len(self.parked))
         level = logging.INFO if state == "stored" else logging.ERROR
@@ -367,6 +377,11 @@ class S3Sink(Worker):
         return _folder(log_file_key(key.account, key.region, delivered_at, "0" * 16, prefix=trail.s3_key_prefix or "",
                                     organization_id=trail.organization_id, kind=self.kind))
 
+    def _report_status(self, span: FileSpan, kind: str, error: str | None = None) -> None:
+        """GetTrailStatus's news of one file (Insights files are not part of a trail's status)."""
+        if self.kind == "CloudTrail":
+            self.status.report(span.trail_arn, DeliveryKey.decode(span.delivery_key).region, kind, error)
+
     def _notify(self, span: FileSpan, trail: Trail | None) -> None:
         notice = Notification(span.bucket, (span.object_key,)).encode()
         self.journal.produce(self.topics.notifications, notice, span.trail_arn.encode())
@@ -379,8 +394,10 @@ class S3Sink(Worker):
             self.calls.call("Publish", lambda: self.sns.publish(TopicArn=topic_arn, Message=notice.decode()),
                             permanent=PERMANENT_SNS_ERRORS, context={"topic_arn": topic_arn})
             self.metrics.notifications.inc()
+            self._report_status(span, "notification")
         except ClientError as exc:
             log.error("SNS notification not published", extra={"topic_arn": topic_arn, "error": str(exc)})
+            self._report_status(span, "notification", f"{aws.error_code(exc)}: {error_message(exc)}")
         except WorkerStopping:
             log.error("SNS notification not published: stopped while SNS was failing",
                       extra={"topic_arn": topic_arn, "object_key": span.object_key})
@@ -469,6 +486,11 @@ class S3Sink(Worker):
         finally:
             consumer.close()
         return spans
+
+
+def error_message(error: ClientError) -> str:
+    """AWS's message of a refused call (no request details)."""
+    return str(error.response.get("Error", {}).get("Message", ""))[:300]
 
 
 def _folder(object_key: str) -> str:

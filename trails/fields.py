@@ -37,3 +37,5 @@ class TrailFields:
     insight_selectors: tuple[JsonObject, ...] = ()
     tags: tuple[JsonObject, ...] = ()
     recursive_logging: bool = True
+    start_logging_time: float | None = None  # epoch seconds of the latest StartLogging (GetTrailStatus)
+    stop_logging_time: float | None = None  # epoch seconds of the latest StopLogging

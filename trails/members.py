@@ -34,10 +34,15 @@ PLACEMENT: Final = {"HomeRegion": "home_region", "AccountId": "account_id", "Org
 
 # A trail file entry: CreateTrail's request members, selectors, placement.
 FILE: Final = {"Name": "name", **PLACEMENT, **CREATE_TRAIL, **SELECTORS}
-# The document on the trails topic: as the file, but with the trail object's LogFileValidationEnabled.
+# When logging was last started and stopped (GetTrailStatus's members, epoch seconds): kept on the topic, never
+# in a trail file.
+LOGGING_TIMES: Final = {"StartLoggingTime": "start_logging_time", "StopLoggingTime": "stop_logging_time"}
+# The document on the trails topic: as the file, but with the trail object's LogFileValidationEnabled, plus the
+# logging times.
 DOCUMENT: Final = {
-    ("LogFileValidationEnabled" if member == "EnableLogFileValidation" else member): attribute
-    for member, attribute in FILE.items()
+    **{("LogFileValidationEnabled" if member == "EnableLogFileValidation" else member): attribute
+       for member, attribute in FILE.items()},
+    **LOGGING_TIMES,
 }
 # Attributes without a default: a shape that omits them still passes None so validation names them.
 REQUIRED: Final = ("name", "home_region", "account_id", "s3_bucket_name")

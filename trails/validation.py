@@ -86,6 +86,31 @@ def check_can_add(existing: Iterable[TrailFields], trail: TrailFields) -> None:
                              f"in every region)")
 
 
+def request_error(operation: str, request: dict[str, Any]) -> TrailError | None:
+    """How a CloudTrail API request breaks botocore's input shape of ``operation`` (as AWS names it), or None."""
+    found = model_error(operation, request)
+    if not found:
+        return None
+    path, rule = found
+    member = re.split(r"[.\[]", path, maxsplit=1)[0]
+    code = {**_MEMBER_ERRORS, "trailNameList": "InvalidTrailNameException",
+            "ResourceId": "CloudTrailARNInvalidException",
+            "ResourceIdList": "CloudTrailARNInvalidException"}.get(member, "InvalidParameterException")
+    return TrailError(code, f"{path}: {rule}")
+
+
+def trail_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid trail name (CloudTrail's rules), or None."""
+    if not 3 <= len(name) <= 128:
+        return f"must be 3 to 128 characters long (got {len(name)})"
+    if not _TRAIL_NAME.fullmatch(name):
+        return ("must hold only ASCII letters, digits, '.', '_' and '-', start and end with a letter or digit, "
+                "and have no two of '._-' in a row")
+    if _IP_ADDRESS.fullmatch(name):
+        return "must not be formatted as an IP address"
+    return None
+
+
 def _fail(code: str, label: str, path: str, rule: str) -> TrailError:
     return TrailError(code, f"{label}: {path}: {rule}")
 
@@ -123,6 +148,10 @@ def _check_placement(label: str, trail: TrailFields) -> None:
                     f"must be a 12-digit account id (got {trail.account_id!r})")
     if not isinstance(trail.logging, bool):
         raise _fail("InvalidParameterException", label, "IsLogging", f"must be a boolean (got {trail.logging!r})")
+    for member, moment in (("StartLoggingTime", trail.start_logging_time),
+                           ("StopLoggingTime", trail.stop_logging_time)):
+        if moment is not None and (isinstance(moment, bool) or not isinstance(moment, int | float)):
+            raise _fail("InvalidParameterException", label, member, f"must be epoch seconds (got {moment!r})")
     organization = trail.organization_id
     if organization is not None:
         if not trail.is_organization_trail:

@@ -242,13 +242,20 @@ class AwsSettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
-    """Where `kafkatrail api` (the CloudTrail-compatible HTTP endpoint) listens."""
+    """Where `kafkatrail api` (the CloudTrail-compatible HTTP endpoint) listens, and who may call it."""
 
     model_config = ConfigDict(extra="forbid")
 
     host: str = Field("127.0.0.1", description="bind address")
     port: int = Field(8470, ge=0, le=65535)
-    default_region: str = Field("us-east-1", description="the region of requests that do not name one in SigV4")
+    default_region: str = Field("us-east-1", description="anonymous requests only: the region when SigV4 names none")
+    credentials_file: Path | None = Field(None, description="TOML access keys -> accounts (mode 0600); required "
+                                                            "unless allow_anonymous")
+    allow_anonymous: bool = Field(False, description="serve unauthenticated requests (every trail visible)")
+    tls_cert: Path | None = Field(None, description="PEM certificate chain: serve HTTPS (with tls_key)")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
+    idle_timeout_s: float = Field(15.0, gt=0, description="close a connection idle (or sending headers) this long")
+    body_timeout_s: float = Field(10.0, gt=0, description="a request body must arrive within this")
 
 
 class Settings(BaseSettings):

@@ -30,6 +30,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     The Insights state changelog is compacted (latest state per unit wins) and must have as many
     partitions as the delivery topic: changelog partition p holds the detector of delivery partition p.
     Each of `processors.sources` adds its events topic and that topic's own dedupe changelog.
+    The trail-status topic is compacted: the latest success and error per trail, region and kind
+    (`kafkatrail.schemas.contract.TrailStatusUpdate`), which the API's GetTrailStatus reports.
     """
     names = settings.topics
     processors = settings.processors
@@ -46,13 +48,14 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         names.s3_journal: {"cleanup.policy": "delete", "retention.ms": str(JOURNAL_RETENTION_MS)},
         names.s3_insight_journal: {"cleanup.policy": "delete", "retention.ms": str(JOURNAL_RETENTION_MS)},
         names.insights_changelog: {"cleanup.policy": "compact"},
+        names.trail_status: {"cleanup.policy": "compact"},
     }
     return [
         NewTopic(name, num_partitions=settings.topic_partitions,
                  replication_factor=settings.topic_replication_factor, config=configs.get(name, {}))
         for name in (names.events, names.dlq, names.delivery, names.insights, names.notifications, names.trails,
                      names.dedupe_changelog, names.insights_changelog, names.s3_journal,
-                     names.s3_insight_journal, names.delivery_failures, *sources)
+                     names.s3_insight_journal, names.delivery_failures, names.trail_status, *sources)
     ]
 
 

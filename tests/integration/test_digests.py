@@ -24,6 +24,7 @@ from typing import Any
 import boto3
 import pytest
 
+from kafkatrail.api.auth import Principal, write_credentials
 from kafkatrail.core.topics import create_topics
 from kafkatrail.sinks.signing_keys import SigningKeys, load_pkcs1, read_public_keys, verify
 from kafkatrail.stack import Endpoints
@@ -53,9 +54,15 @@ class Pipeline:
         self.api: subprocess.Popen[bytes] | None = None
         self.log_dir = tmp_path
 
-    def start_api(self) -> None:
+    def start_api(self, account_id: str) -> None:
+        """`kafkatrail api`, with aws-cli's test credentials (the stack's AWS_ACCESS_KEY_ID) acting for the account."""
+        credentials = self.log_dir / "api-credentials.toml"
+        key = os.environ.get("AWS_ACCESS_KEY_ID", "testing")
+        secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "testing")
+        write_credentials(credentials, [Principal(key, account_id, secret_access_key=secret)])
         log = (self.log_dir / "api.log").open("wb")
-        self.api = subprocess.Popen([sys.executable, "-m", "kafkatrail.cli", "api"], env=self.workers.env,
+        self.api = subprocess.Popen([sys.executable, "-m", "kafkatrail.cli", "api"],
+                                    env={**self.workers.env, "KAFKATRAIL_API__CREDENTIALS_FILE": str(credentials)},
                                     stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
@@ -163,7 +170,7 @@ def test_aws_validator_accepts_the_chains_and_both_validators_catch_tampering(
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     for role in ("processors", "s3", "digests"):
         pipeline.workers.start(role)
-    pipeline.start_api()
+    pipeline.start_api(trail.account_id)
     publish(pipeline.settings, first_batch)
     wait_until_stored(pipeline.workers)
     wait_until_listed(pipeline, s3, bucket)

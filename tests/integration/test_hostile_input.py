@@ -152,7 +152,7 @@ def test_files_a_bucket_refuses_are_parked_while_other_trails_flow_then_stored_o
             workers.assert_alive()
             time.sleep(1)
         fixed = dataclasses.replace(to_fix, s3_bucket_name=eu_writes.s3_bucket_name)
-        apply_trails(settings, (management, fixed))
+        apply_trails(settings, (management, fixed), prune=True)
         ended = wait_for_failures(settings, workers, lambda found: sum(
             f.state in ("stored", "released") for f in found) >= len(parked))
         assert {(f.state, f.trail_arn) for f in ended if f.state != "parked"} == {

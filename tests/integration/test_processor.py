@@ -149,7 +149,7 @@ def test_a_changed_trail_takes_effect_without_a_restart(settings: Settings, proc
         {"Name": "all management", "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]}]},
     ))
     new_trails = (*TRAILS[1:], everything_read)
-    assert apply_trails(settings, new_trails)[TRAILS[0].arn] == "deleted"
+    assert apply_trails(settings, new_trails, prune=True)[TRAILS[0].arn] == "deleted"
     deadline = time.monotonic() + 30
     while f'"message":"trail removed","trail_arn":"{TRAILS[0].arn}"' not in processors.log_tail():
         assert time.monotonic() < deadline, f"the processor did not pick up the change:\n{processors.log_tail()}"

@@ -194,7 +194,7 @@ def test_member_tables_follow_botocore() -> None:
     assert set(members.SELECTORS) <= selector_inputs
     trail_object = set(model.shape_for("Trail").members)
     kafkatrail_members = {"AccountId", "OrganizationId", "IsLogging", "TagsList", "EventSelectors",
-                          "AdvancedEventSelectors", "InsightSelectors"}
+                          "AdvancedEventSelectors", "InsightSelectors", "StartLoggingTime", "StopLoggingTime"}
     document_aws_members = set(members.DOCUMENT) - kafkatrail_members
     assert document_aws_members <= trail_object
 
