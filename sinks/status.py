@@ -5,13 +5,15 @@ publish or its failure, a digest stored, a CloudWatch Logs batch sent or refused
 files a second, so updates are coalesced: per trail, region, kind and outcome at most one record a second
 (`min_interval_s`); a later update within that second waits in `pending` and goes out with the next
 `report` or `flush` (each worker calls `flush` once per batch and at close), so the last outcome is never lost.
-Sending never blocks the sink: the producer is asynchronous, and a record the broker never takes is only
+The S3 sink reports from its store and notify threads, so both methods hold a lock. Sending never blocks the
+sink: the producer is asynchronous, and a record the broker never takes is only
 logged, since the status is informational and the next outcome replaces it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -37,6 +39,7 @@ class StatusReporter:
         self._wall_clock = wall_clock
         self._last_sent: dict[str, float] = {}
         self.pending: dict[str, TrailStatusUpdate] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def for_settings(cls, settings: Settings, producer: Producer) -> StatusReporter:
@@ -56,15 +59,17 @@ class StatusReporter:
         if error is not None:
             error = error[:MAX_ERROR_CHARS]
         update = TrailStatusUpdate(trail_arn, region, kind, round(self._wall_clock(), 3), error)
-        self.pending[update.key] = update
+        with self._lock:
+            self.pending[update.key] = update
         self.flush()
 
     def flush(self, force: bool = False) -> None:
         """Send every pending update whose key has not been sent within the interval (all of them if `force`)."""
-        now = self._clock()
-        for key, update in list(self.pending.items()):
-            last = self._last_sent.get(key)
-            if force or last is None or now - last >= self.min_interval_s:
-                self._send(update)
-                self._last_sent[key] = now
-                del self.pending[key]
+        with self._lock:
+            now = self._clock()
+            for key, update in list(self.pending.items()):
+                last = self._last_sent.get(key)
+                if force or last is None or now - last >= self.min_interval_s:
+                    self._send(update)
+                    self._last_sent[key] = now
+                    del self.pending[key]

@@ -87,7 +87,7 @@ def test_every_worker_rides_out_two_broker_kills_and_delivery_stays_exact(
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
         for role in ("processors", "s3", "cloudwatch", "digests"):
             pipeline.workers.start(role)
-        pipeline.start_api()
+        pipeline.start_api(account)
 
         restarts: list[float] = []
         done = threading.Event()

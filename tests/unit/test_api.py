@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -522,6 +523,35 @@ def test_status_reports_are_coalesced_to_one_a_second_and_the_last_one_kept() ->
     reporter.report("arn", "us-east-1", "delivery", "AccessDenied: no")  # another key: not held back
     assert sent[-1].error == "AccessDenied: no"
     assert TrailStatusUpdate.decode(sent[-1].encode()) == sent[-1]
+
+
+def test_status_reports_from_many_threads_at_once_lose_nothing() -> None:
+    """The S3 sink reports from its store and notify threads (a KeyError here once stopped the sink)."""
+    sent: list[TrailStatusUpdate] = []
+    reporter = StatusReporter(sent.append, min_interval_s=0.0)
+    failures: list[BaseException] = []
+
+    def report_many(thread: int) -> None:
+        try:
+            for i in range(3_000):
+                reporter.report("arn", f"r{i % 4}", "delivery", f"thread {thread} report {i}")
+        except BaseException as exc:
+            failures.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=report_many, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    reporter.flush(force=True)
+    assert failures == []
+    assert reporter.pending == {}
+    assert {u.region for u in sent if u.error and u.error.endswith("report 2999")} == {"r3"}
 
 
 def test_list_public_keys_returns_der_keys_in_range(endpoint: Endpoint) -> None:
