@@ -113,6 +113,8 @@ cpdef bytes dump_json_bytes(object value, str where):
         return b" " + text.encode()
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise EncodeError(f"{where}: value is not representable as JSON ({exc})") from exc
+    except RecursionError:
+        raise EncodeError(f"{where}: value is nested too deeply to encode") from None
 
 
 cpdef bint holds_non_finite(object value):
@@ -163,6 +165,8 @@ cpdef object load_json(object text, str where):
         return _json_loads(text) if exact else _orjson_loads(text)
     except ValueError as exc:
         raise DecodeError("bad_json_member", f"{where}: member is not valid JSON text ({exc})") from exc
+    except RecursionError:  # json.loads of text nested deeper than the interpreter's recursion limit
+        raise DecodeError("bad_json_member", f"{where}: member is nested too deeply to read") from None
 
 
 cpdef dict load_extra(object text, str where):

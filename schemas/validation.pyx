@@ -13,10 +13,14 @@ they are strict where the pipeline depends on a field and lenient elsewhere:
   comments, no trailing commas) and hold an object (``object``).
 * JSON values (``json``): a record given as a dict may hold only what JSON text can: a float NaN or
   ±Infinity is refused (``requestParameters.ratio: NaN/Infinity is not valid JSON (got nan)``), never
-  written as ``null`` as orjson would write it; a string or member name with a lone surrogate (text
-  that is not UTF-8) is refused with rule ``utf8``. The message names the member's path; the error's
+  written as ``null`` as orjson would write it; so is a member name that is not a string (Python's
+  json would write ``1`` as ``"1"``); a string or member name with a lone surrogate (text that is not
+  UTF-8) is refused with rule ``utf8``. Tuples are taken as arrays. The message names the member's path; the error's
   ``field`` is only its top-level member (``record`` for an unknown one), so a metric label or a
   dead-letter reason made of ``field`` and ``rule`` has a bounded set of values whatever the input.
+* Depth (``depth``): a record nested deeper than its JSON text can be written (orjson writes 255
+  levels; beyond, or with integers beyond 64 bits, Python's json module writes as deep as the
+  interpreter's recursion limit allows) is refused: ``record: is nested too deeply to encode``.
 * Size (``size``): at most 256 KiB = 262,144 bytes, counted as the UTF-8 length of the record's
   compact JSON serialisation (no whitespace), which is what kafkatrail writes to log files and
   CloudWatch Logs. CloudTrail documents "256 KB" without saying how it counts; pretty-printed
@@ -275,8 +279,11 @@ cdef bytes _compact_json(object record):
         if holds_non_finite(record):  # orjson writes NaN and +-Infinity as null, silently
             _refuse_unrepresentable(record)
         return body
+    _refuse_unrepresentable(record)  # before json.dumps, which would write a member name 1 as "1", silently
     try:
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except RecursionError:
+        raise InvalidEventError("record", "depth", "is nested too deeply to encode") from None
     except (TypeError, ValueError) as exc:
         _refuse_unrepresentable(record)
         raise InvalidEventError("record", "json", f"holds a value JSON cannot represent ({exc})") from None
@@ -290,7 +297,8 @@ cdef enum:
     _FOUND_NUMBER = 1  # NaN or +-Infinity
     _FOUND_TEXT = 2    # a string with a lone surrogate
     _FOUND_NAME = 3    # a member name with a lone surrogate
-    _MAX_WALK_DEPTH = 2000  # beyond any depth a JSON encoder reaches (orjson stops at 255, json at the stack)
+    _FOUND_NAME_TYPE = 4  # a member name that is not a string
+    _MAX_WALK_DEPTH = 1100  # beyond what Python's json writes at its default recursion limit (orjson: 255)
 
 
 _PATH_NAME_LIMIT = 40
@@ -333,7 +341,10 @@ cdef int _find(object value, list path, set open_containers, int depth) except -
     try:
         if is_dict:
             while PyDict_Next(value, &position, &name, &item):
-                if PyUnicode_Check(<object>name) and not _is_text_ok(<object>name):
+                if not PyUnicode_Check(<object>name):
+                    path.append(<object>name)
+                    return _FOUND_NAME_TYPE
+                if not _is_text_ok(<object>name):
                     path.append(<object>name)
                     return _FOUND_NAME
                 found = _find(<object>item, path, open_containers, depth + 1)
@@ -370,7 +381,8 @@ def _path_text(list parts) -> str:
 def find_unrepresentable(value: Any) -> tuple[str, str] | None:
     """Where ``value`` (a dict, list or scalar as JSON parsers make them) first holds what JSON text
     cannot: ``(path, kind)``, kind ``number`` for NaN or +-Infinity, ``text`` for a string and ``name``
-    for a member name that is not UTF-8 (a lone surrogate); None when nothing is."""
+    for a member name that is not UTF-8 (a lone surrogate), ``name_type`` for a member name that is not
+    a string; None when nothing is."""
     cdef list path = []
     cdef int found = _find(value, path, set(), 0)
     if found == _FOUND_NOTHING:
@@ -378,7 +390,7 @@ def find_unrepresentable(value: Any) -> tuple[str, str] | None:
     path.reverse()
     if found == _FOUND_NUMBER:
         path.pop()
-    return _path_text(path), ("number", "text", "name")[found - 1]
+    return _path_text(path), ("number", "text", "name", "name_type")[found - 1]
 
 
 cdef int _refuse_unrepresentable(object record) except -1:
@@ -393,6 +405,10 @@ cdef int _refuse_unrepresentable(object record) except -1:
     where = _path_text(path)
     if found == _FOUND_NUMBER:
         raise InvalidEventError(field, "json", f"NaN/Infinity is not valid JSON (got {value!r})", path=where)
+    if found == _FOUND_NAME_TYPE:  # (no negative indexes: the module is compiled with wraparound=False)
+        name = path.pop()
+        raise InvalidEventError(field, "json", f"member names must be strings (got {_shown(name)})",
+                                path=_path_text(path) or "record")
     problem = "member name" if found == _FOUND_NAME else "string"
     raise InvalidEventError(field, "utf8", f"{problem} is not valid UTF-8 (it holds a lone surrogate)", path=where)
 

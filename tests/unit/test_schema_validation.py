@@ -254,6 +254,10 @@ UNREPRESENTABLE: dict[str, tuple[dict[str, Any], str, str, str, str]] = {
     "lone-surrogate-in-a-member-name": (valid_record(requestParameters={"a\ud800": 1}), "requestParameters", "utf8",
                                         "requestParameters['a\\ud800']",
                                         "member name is not valid UTF-8 (it holds a lone surrogate)"),
+    "a-member-name-that-is-a-number": (valid_record(requestParameters={1: 2}), "requestParameters", "json",
+                                       "requestParameters", "member names must be strings (got number 1)"),
+    "a-top-level-member-name-that-is-none": (valid_record(**{"x": 1}) | {None: 1}, "record", "json", "record",
+                                             "member names must be strings (got null None)"),
     "lone-surrogate-in-a-top-level-string": (valid_record(eventName="x\ud800"), "eventName", "utf8", "eventName",
                                              "string is not valid UTF-8 (it holds a lone surrogate)"),
 }
