@@ -21,9 +21,10 @@ from cpython.dict cimport PyDict_Check, PyDict_Next
 from cpython.list cimport PyList_CheckExact
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_AsSsize_t, PyLong_CheckExact, PyLong_FromLongLong
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_CheckExact, PyUnicode_DecodeUTF8
+from libc.math cimport isfinite
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy, memset
 
@@ -39,6 +40,20 @@ cdef extern from "Python.h":
     bint PyBool_Check(object o)
     bint PyFloat_CheckExact(object o)
     double PyFloat_AS_DOUBLE(object o)
+    bint PyFloat_Check(object o)
+    bint PyList_Check(object o)
+    bint PyTuple_Check(object o)
+    Py_ssize_t PyList_GET_SIZE(object o)
+    PyObject* PyList_GET_ITEM(object o, Py_ssize_t i)  # borrowed
+    Py_ssize_t PyTuple_GET_SIZE(object o)
+    PyObject* PyTuple_GET_ITEM(object o, Py_ssize_t i)  # borrowed
+    PyTypeObject* Py_TYPE(PyObject* o)
+    PyTypeObject PyUnicode_Type
+    PyTypeObject PyBool_Type
+    PyTypeObject PyLong_Type
+    PyTypeObject PyFloat_Type
+    PyTypeObject PyDict_Type
+    PyTypeObject PyList_Type
     int PyFloat_Pack8(double x, char* p, int le) except -1
     double PyFloat_Unpack8(const char* p, int le) except? -1.0
 
@@ -65,6 +80,7 @@ cdef enum:
     _STACK_BYTES = 4096
     _STACK_FIELDS = 64
     _CACHE_SLOTS = 128  # a power of two
+    _MAX_WALK_DEPTH = 256  # orjson writes at most 255 levels
 
 _BRANCHES = {"string": _B_STRING, "boolean": _B_BOOLEAN, "long": _B_LONG, "double": _B_DOUBLE}
 
@@ -81,16 +97,61 @@ cdef object _json_loads = json.loads
 
 
 cpdef bytes dump_json_bytes(object value, str where):
-    """UTF-8 JSON text of ``value``; a leading space marks text holding integers beyond 64 bits."""
+    """UTF-8 JSON text of ``value``; a leading space marks text holding integers beyond 64 bits. NaN and
+    +-Infinity are refused (EncodeError), never written as the ``null`` orjson would write for them."""
+    cdef bytes text_bytes
     try:
-        return _orjson_dumps(value)
+        text_bytes = _orjson_dumps(value)
     except TypeError:
         pass  # an integer orjson cannot write (beyond 64 bits), or a type JSON lacks
+    else:
+        if _holds_non_finite(<PyObject*>value, 0):
+            raise EncodeError(f"{where}: NaN/Infinity is not valid JSON")
+        return text_bytes
     try:
         text = _json_dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         return b" " + text.encode()
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise EncodeError(f"{where}: value is not representable as JSON ({exc})") from exc
+    except RecursionError:
+        raise EncodeError(f"{where}: value is nested too deeply to encode") from None
+
+
+cpdef bint holds_non_finite(object value):
+    """Whether a float NaN or +-Infinity is anywhere in ``value`` (dicts, lists and tuples), which JSON text
+    cannot hold and orjson writes as ``null``. For a value orjson has just written: it does not guard
+    against a circular value."""
+    return _holds_non_finite(<PyObject*>value, 0)
+
+
+cdef bint _holds_non_finite(PyObject* value, int depth):
+    """Whether a NaN or +-Infinity is anywhere in ``value``: the hot path's question, answered without
+    taking a reference (a record orjson has just written is neither circular nor deeper than 255)."""
+    cdef PyTypeObject* kind = Py_TYPE(value)
+    cdef Py_ssize_t position = 0, index
+    cdef PyObject* name
+    cdef PyObject* item
+    if kind == &PyUnicode_Type or kind == &PyBool_Type or kind == &PyLong_Type or value == <PyObject*>None:
+        return False
+    if kind == &PyFloat_Type:
+        return not isfinite(PyFloat_AS_DOUBLE(<object>value))
+    if depth >= _MAX_WALK_DEPTH:  # deeper than orjson writes
+        return False
+    if kind == &PyDict_Type or PyDict_Check(<object>value):
+        while PyDict_Next(<object>value, &position, &name, &item):
+            if _holds_non_finite(item, depth + 1):
+                return True
+    elif kind == &PyList_Type or PyList_Check(<object>value):
+        for index in range(PyList_GET_SIZE(<object>value)):
+            if _holds_non_finite(PyList_GET_ITEM(<object>value, index), depth + 1):
+                return True
+    elif PyTuple_Check(<object>value):
+        for index in range(PyTuple_GET_SIZE(<object>value)):
+            if _holds_non_finite(PyTuple_GET_ITEM(<object>value, index), depth + 1):
+                return True
+    elif PyFloat_Check(<object>value):  # a float subclass
+        return not isfinite(PyFloat_AS_DOUBLE(<object>value))
+    return False
 
 
 cpdef object load_json(object text, str where):
@@ -104,6 +165,8 @@ cpdef object load_json(object text, str where):
         return _json_loads(text) if exact else _orjson_loads(text)
     except ValueError as exc:
         raise DecodeError("bad_json_member", f"{where}: member is not valid JSON text ({exc})") from exc
+    except RecursionError:  # json.loads of text nested deeper than the interpreter's recursion limit
+        raise DecodeError("bad_json_member", f"{where}: member is nested too deeply to read") from None
 
 
 cpdef dict load_extra(object text, str where):

@@ -11,6 +11,16 @@ they are strict where the pipeline depends on a field and lenient elsewhere:
 
 * Input: bytes must be UTF-8 (rule ``utf8``), parse as strict JSON (``json``; orjson: no NaN, no
   comments, no trailing commas) and hold an object (``object``).
+* JSON values (``json``): a record given as a dict may hold only what JSON text can: a float NaN or
+  ±Infinity is refused (``requestParameters.ratio: NaN/Infinity is not valid JSON (got nan)``), never
+  written as ``null`` as orjson would write it; so is a member name that is not a string (Python's
+  json would write ``1`` as ``"1"``); a string or member name with a lone surrogate (text that is not
+  UTF-8) is refused with rule ``utf8``. Tuples are taken as arrays. The message names the member's path; the error's
+  ``field`` is only its top-level member (``record`` for an unknown one), so a metric label or a
+  dead-letter reason made of ``field`` and ``rule`` has a bounded set of values whatever the input.
+* Depth (``depth``): a record nested deeper than its JSON text can be written (orjson writes 255
+  levels; beyond, or with integers beyond 64 bits, Python's json module writes as deep as the
+  interpreter's recursion limit allows) is refused: ``record: is nested too deeply to encode``.
 * Size (``size``): at most 256 KiB = 262,144 bytes, counted as the UTF-8 length of the record's
   compact JSON serialisation (no whitespace), which is what kafkatrail writes to log files and
   CloudWatch Logs. CloudTrail documents "256 KB" without saying how it counts; pretty-printed
@@ -54,12 +64,15 @@ from typing import Any
 
 import orjson
 
+from .binary import holds_non_finite
+
 from cpython.dict cimport PyDict_CheckExact, PyDict_Next
 from cpython.long cimport PyLong_AsSsize_t
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.unicode cimport PyUnicode_CheckExact
+from libc.math cimport isfinite
 from libc.string cimport memset
 
 
@@ -68,12 +81,19 @@ cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object text)
     Py_UCS4 PyUnicode_READ_CHAR(object text, Py_ssize_t index)
     PyTypeObject* Py_TYPE(PyObject* o)
+    bint PyFloat_Check(object o)
+    double PyFloat_AS_DOUBLE(object o)
+    bint PyDict_Check(object o)
+    bint PyList_Check(object o)
+    bint PyTuple_Check(object o)
+    bint PyUnicode_Check(object o)
 
 __all__ = [
     "INSIGHT_REQUIRED_FIELDS",
     "MAX_RECORD_BYTES",
     "REQUIRED_FIELDS",
     "InvalidEventError",
+    "find_unrepresentable",
     "parse_event",
     "validate_event",
 ]
@@ -174,13 +194,20 @@ cdef Py_ssize_t _UTF8_MAX_BYTES_PER_CHAR = 4
 
 
 class InvalidEventError(ValueError):
-    """A record broke a validation rule: ``field`` (``record`` for the whole input) and ``rule``."""
+    """A record broke a validation rule: ``field`` (``record`` for the whole input) and ``rule``.
 
-    def __init__(self, field: str, rule: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+    ``path`` is where in the record, as the message names it (``requestParameters.ratio``); it is
+    ``field`` unless the problem lies below a top-level member. ``field`` and ``rule`` take a bounded
+    set of values (metric labels, dead-letter reasons); ``path`` does not.
+    """
+
+    def __init__(self, field: str, rule: str, message: str, *, path: str | None = None) -> None:
+        where = field if path is None else path
+        super().__init__(f"{where}: {message}")
         self.field = field
         self.rule = rule
         self.detail = message
+        self.path = where
 
     def as_dict(self) -> dict[str, str]:
         """``{"field", "rule", "message"}``, e.g. for a dead-letter record."""
@@ -243,14 +270,147 @@ def _raise_encoding_error(data: bytes | bytearray | memoryview | str) -> None:
 
 
 cdef bytes _compact_json(object record):
+    cdef bytes body
     try:
-        return orjson.dumps(record)
+        body = orjson.dumps(record)
     except TypeError:
         pass  # integers beyond 64 bits, or a value JSON cannot hold
+    else:
+        if holds_non_finite(record):  # orjson writes NaN and +-Infinity as null, silently
+            _refuse_unrepresentable(record)
+        return body
+    _refuse_unrepresentable(record)  # before json.dumps, which would write a member name 1 as "1", silently
     try:
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except RecursionError:
+        raise InvalidEventError("record", "depth", "is nested too deeply to encode") from None
     except (TypeError, ValueError) as exc:
+        _refuse_unrepresentable(record)
         raise InvalidEventError("record", "json", f"holds a value JSON cannot represent ({exc})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Values JSON text cannot hold: NaN and +-Infinity, and text that is not UTF-8 (lone surrogates)
+
+cdef enum:
+    _FOUND_NOTHING = 0
+    _FOUND_NUMBER = 1  # NaN or +-Infinity
+    _FOUND_TEXT = 2    # a string with a lone surrogate
+    _FOUND_NAME = 3    # a member name with a lone surrogate
+    _FOUND_NAME_TYPE = 4  # a member name that is not a string
+    _MAX_WALK_DEPTH = 1100  # beyond what Python's json writes at its default recursion limit (orjson: 255)
+
+
+_PATH_NAME_LIMIT = 40
+_PATH_LIMIT = 200
+_PLAIN_NAME_EXCLUDED = frozenset(".[]'\"\\")
+
+
+cdef bint _is_text_ok(object text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+cdef int _find(object value, list path, set open_containers, int depth) except -1:
+    """What ``value`` holds first (in document order) that JSON text cannot, as one of the _FOUND_ codes;
+    ``path`` then holds the member names and indexes leading to it, innermost first (after the number
+    itself, for _FOUND_NUMBER). ``open_containers`` holds the ids of the containers being walked: one met
+    again inside itself is skipped, since a record whose encoding failed may be circular. Only failures
+    come here; the hot path asks :func:`holds_non_finite` first."""
+    cdef Py_ssize_t position = 0, index
+    cdef PyObject* name
+    cdef PyObject* item
+    cdef int found
+    cdef bint is_dict
+    if PyFloat_Check(value):
+        if isfinite(PyFloat_AS_DOUBLE(value)):
+            return _FOUND_NOTHING
+        path.append(value)  # the caller takes it back off: the message shows it
+        return _FOUND_NUMBER
+    if PyUnicode_Check(value):
+        return _FOUND_NOTHING if _is_text_ok(value) else _FOUND_TEXT
+    is_dict = PyDict_Check(value)
+    if not (is_dict or PyList_Check(value) or PyTuple_Check(value)) or depth >= _MAX_WALK_DEPTH:
+        return _FOUND_NOTHING
+    if id(value) in open_containers:
+        return _FOUND_NOTHING
+    open_containers.add(id(value))
+    try:
+        if is_dict:
+            while PyDict_Next(value, &position, &name, &item):
+                if not PyUnicode_Check(<object>name):
+                    path.append(<object>name)
+                    return _FOUND_NAME_TYPE
+                if not _is_text_ok(<object>name):
+                    path.append(<object>name)
+                    return _FOUND_NAME
+                found = _find(<object>item, path, open_containers, depth + 1)
+                if found:
+                    path.append(<object>name)
+                    return found
+        else:
+            for index in range(len(value)):
+                found = _find(value[index], path, open_containers, depth + 1)
+                if found:
+                    path.append(index)
+                    return found
+        return _FOUND_NOTHING
+    finally:
+        open_containers.discard(id(value))
+
+
+def _path_text(list parts) -> str:
+    """``requestParameters.items[2].name``; an odd or long member name is quoted (``['a.b']``), and the
+    whole is cut to a short prefix, so a message never echoes a large or misleading key."""
+    pieces = []
+    for part in parts:
+        if isinstance(part, int):
+            pieces.append(f"[{part}]")
+        elif (isinstance(part, str) and part and len(part) <= _PATH_NAME_LIMIT and part.isprintable()
+              and _PLAIN_NAME_EXCLUDED.isdisjoint(part)):
+            pieces.append(f".{part}" if pieces else part)
+        else:
+            pieces.append(f"[{_shown(part, _PATH_NAME_LIMIT)}]")
+    text = "".join(pieces)
+    return text if len(text) <= _PATH_LIMIT else text[: _PATH_LIMIT - 3] + "..."
+
+
+def find_unrepresentable(value: Any) -> tuple[str, str] | None:
+    """Where ``value`` (a dict, list or scalar as JSON parsers make them) first holds what JSON text
+    cannot: ``(path, kind)``, kind ``number`` for NaN or +-Infinity, ``text`` for a string and ``name``
+    for a member name that is not UTF-8 (a lone surrogate), ``name_type`` for a member name that is not
+    a string; None when nothing is."""
+    cdef list path = []
+    cdef int found = _find(value, path, set(), 0)
+    if found == _FOUND_NOTHING:
+        return None
+    path.reverse()
+    if found == _FOUND_NUMBER:
+        path.pop()
+    return _path_text(path), ("number", "text", "name", "name_type")[found - 1]
+
+
+cdef int _refuse_unrepresentable(object record) except -1:
+    """Raise InvalidEventError naming the path to the first value of ``record`` JSON text cannot hold."""
+    cdef list path = []
+    cdef int found = _find(record, path, set(), 0)
+    if found == _FOUND_NOTHING:
+        return 0
+    path.reverse()
+    value = path.pop() if found == _FOUND_NUMBER else None
+    field = path[0] if isinstance(path[0], str) and path[0] in _NUMBERS else "record"
+    where = _path_text(path)
+    if found == _FOUND_NUMBER:
+        raise InvalidEventError(field, "json", f"NaN/Infinity is not valid JSON (got {value!r})", path=where)
+    if found == _FOUND_NAME_TYPE:  # (no negative indexes: the module is compiled with wraparound=False)
+        name = path.pop()
+        raise InvalidEventError(field, "json", f"member names must be strings (got {_shown(name)})",
+                                path=_path_text(path) or "record")
+    problem = "member name" if found == _FOUND_NAME else "string"
+    raise InvalidEventError(field, "utf8", f"{problem} is not valid UTF-8 (it holds a lone surrogate)", path=where)
 
 
 cdef Py_ssize_t _serialized_size(object record) except -1:

@@ -21,6 +21,9 @@ that should run, so listing a trail means it logs unless the file says otherwise
 in one mapping is an error rather than a silent override. Quote account ids in YAML
 (``"011122223333"``): unquoted, YAML reads a number and the trail is refused.
 
+A file holds at most 1 MiB (``MAX_FILE_BYTES``) and nests at most 32 levels (``MAX_DEPTH``; a value inside
+k lists and mappings is at level k + 1, and a trail file needs 9); YAML aliases are refused.
+
 A bad file raises one :class:`TrailError` whose message starts with the file and the entry
 (``kafkatrail.trails.yaml: Trails[2]: trail 'audit': AdvancedEventSelectors[0]...``); problems with the file
 itself (syntax, top-level shape, a key given twice) are ``InvalidParameterException``.
@@ -39,12 +42,17 @@ from typing import Any, TextIO
 import yaml
 
 from kafkatrail.trails import members
-from kafkatrail.trails.errors import TrailError
+from kafkatrail.trails.errors import TrailError, cut, shown
 from kafkatrail.trails.model import Trail, trail_from_members
 from kafkatrail.trails.validation import check_can_add
 
 _PARAMETER = "InvalidParameterException"
 MAX_FILE_BYTES = 1 << 20  # 5 trails per region and account fit in a few KiB; a larger file is a mistake or an attack
+MAX_DEPTH = 32  # levels of nesting (a value inside k lists and mappings is at level k + 1); a trail file has 9
+
+
+class _TooDeep(ValueError):
+    """The file nests more than MAX_DEPTH levels."""
 
 
 def load_trails(path: str | Path) -> tuple[Trail, ...]:
@@ -62,10 +70,12 @@ def load_trails(path: str | Path) -> tuple[Trail, ...]:
     try:
         with path.open(encoding="utf-8") as stream:
             document = parse(stream)
+        _check_depth(document)
+    except (_TooDeep, RecursionError):
+        raise TrailError(_PARAMETER, f"{path}: nested too deeply to be a trail file (more than {MAX_DEPTH} "
+                         "levels)") from None
     except (ValueError, yaml.YAMLError) as exc:
         raise TrailError(_PARAMETER, f"{path}: not a valid {path.suffix[1:].upper()} file: {str(exc)[:300]}") from None
-    except RecursionError:
-        raise TrailError(_PARAMETER, f"{path}: nested too deeply to be a trail file") from None
     try:
         return parse_trails(document)
     except TrailError as exc:
@@ -78,7 +88,7 @@ def parse_trails(document: Any) -> tuple[Trail, ...]:
         raise TrailError(_PARAMETER, f"must be a mapping with the member Trails (got {type(document).__name__})")
     unknown = [key for key in document if key != "Trails"]
     if unknown:
-        raise TrailError(_PARAMETER, f"{unknown[0]}: unknown member (allowed: Trails)")
+        raise TrailError(_PARAMETER, f"{cut(unknown[0])}: unknown member (allowed: Trails)")
     entries = document.get("Trails")
     if not isinstance(entries, list):
         raise TrailError(_PARAMETER, f"Trails: must be a list of trails (got {type(entries).__name__})")
@@ -93,23 +103,50 @@ def parse_trails(document: Any) -> tuple[Trail, ...]:
     return tuple(trails)
 
 
+def _check_depth(document: Any) -> None:
+    """Raise _TooDeep when ``document`` nests more than MAX_DEPTH levels (walked without recursion: the
+    JSON parser reads up to the interpreter's recursion limit, and copying or validating such a value
+    would recurse deeper still)."""
+    pending = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise _TooDeep
+        if isinstance(value, Mapping):
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [key for key, _ in pairs]
     duplicates = [key for key in dict.fromkeys(keys) if keys.count(key) > 1]
     if duplicates:
-        raise ValueError(f"key {duplicates[0]!r} appears twice in one object")
+        raise ValueError(f"key {shown(duplicates[0])} appears twice in one object")
     return dict(pairs)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a mapping that gives one key twice (merge keys may still be overridden) and
-    any alias (`*name`): aliases let a few hundred bytes expand into gigabytes ("billion laughs")."""
+    """PyYAML's safe loader, refusing a mapping that gives one key twice (merge keys may still be overridden),
+    any alias (`*name`): aliases let a few hundred bytes expand into gigabytes ("billion laughs"), and
+    nesting deeper than MAX_DEPTH, as soon as it is read: PyYAML's parser slows down with depth (a few
+    KiB of `[` took seconds) and recurses until the interpreter's limit."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.events.AliasEvent):
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a trail file",
                                               self.peek_event().start_mark)
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            raise _TooDeep
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def _unique_mapping(self, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
         seen: set[str] = set()
@@ -117,7 +154,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
                 if key_node.value in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"key {key_node.value!r} appears twice in one mapping", key_node.start_mark
+                        None, None, f"key {shown(key_node.value)} appears twice in one mapping", key_node.start_mark
                     )
                 seen.add(key_node.value)
         yield from self.construct_yaml_map(node)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafkatrail.trails import members
-from kafkatrail.trails.errors import TrailError, trail_label
+from kafkatrail.trails.errors import TrailError, cut, shown, trail_label
 from kafkatrail.trails.fields import JsonObject, TrailFields
 from kafkatrail.trails.regions import partition_of
 from kafkatrail.trails.validation import validate_trail
@@ -72,12 +72,12 @@ def trail_from_members(source: Mapping[str, Any], names: Mapping[str, str]) -> T
     Members set to null count as absent. The partition is the home region's.
     """
     if not isinstance(source, Mapping):
-        raise TrailError("InvalidParameterException", f"must be a mapping of trail members (got {source!r})")
+        raise TrailError("InvalidParameterException", f"must be a mapping of trail members (got {shown(source)})")
     unknown = [member for member in source if member not in names]
     if unknown:
         raise TrailError(
             "InvalidParameterException",
-            f"{trail_label(source.get('Name'))}: {unknown[0]}: unknown member (allowed: {', '.join(names)})",
+            f"{trail_label(source.get('Name'))}: {cut(unknown[0])}: unknown member (allowed: {', '.join(names)})",
         )
     values: dict[str, Any] = dict.fromkeys(members.REQUIRED)
     values.update({names[member]: copy.deepcopy(value) for member, value in source.items() if value is not None})

@@ -10,6 +10,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, Final, NamedTuple
 
+from kafkatrail.trails.errors import shown
+
 MAX_BASIC_SELECTORS: Final = 5
 MAX_DATA_RESOURCES: Final = 250
 MAX_ADVANCED_VALUES: Final = 500
@@ -83,7 +85,7 @@ def basic_selectors_problem(selectors: Sequence[dict[str, Any]], partition: str)
         for position, source in enumerate(excluded):
             if source not in EXCLUDABLE_SOURCES:
                 return (f"{path}.ExcludeManagementEventSources[{position}]",
-                        f"only {' and '.join(EXCLUDABLE_SOURCES)} can be excluded (got {source!r})")
+                        f"only {' and '.join(EXCLUDABLE_SOURCES)} can be excluded (got {shown(source)})")
         if excluded and not selector.get("IncludeManagementEvents", True):
             return (f"{path}.ExcludeManagementEventSources",
                     "excluding event sources needs IncludeManagementEvents true")
@@ -104,20 +106,20 @@ def _data_resource_problem(data_resource: dict[str, Any], partition: str, path: 
         return (f"{path}.Type", "is required"), 0
     if resource_type not in DATA_RESOURCE_SERVICES:
         return (f"{path}.Type", f"must be one of {', '.join(DATA_RESOURCE_SERVICES)} with basic selectors; "
-                f"other types need advanced event selectors (got {resource_type!r})"), 0
+                f"other types need advanced event selectors (got {shown(resource_type)})"), 0
     values = data_resource.get("Values", [])
     if not values:
         return (f"{path}.Values", "needs at least one value"), 0
     service = DATA_RESOURCE_SERVICES[resource_type]
-    form, shown = _RESOURCE_FORMS[service]
+    form, example = _RESOURCE_FORMS[service]
     count = 0
     for position, value in enumerate(values):
         if all_resources_value(value, resource_type, partition):
             continue
         if not re.fullmatch(re.escape(f"arn:{partition}:{service}") + form, value, re.DOTALL):
             every = f"arn:{partition}:{service}"
-            return (f"{path}.Values[{position}]", f"{value!r} is not a {resource_type} value "
-                    f"(use {every} for all, or {shown.format(p=partition)})"), 0
+            return (f"{path}.Values[{position}]", f"{shown(value)} is not a {resource_type} value "
+                    f"(use {every} for all, or {example.format(p=partition)})"), 0
         count += 1
     return None, count
 
@@ -176,7 +178,7 @@ def _category(field_selectors: Sequence[dict[str, Any]], path: str) -> tuple[str
         return "", (f"{where}.Equals[0]", f"eventCategory {category} is for event data stores, not trails")
     if category not in TRAIL_CATEGORIES:
         return "", (f"{where}.Equals[0]",
-                    f"eventCategory must be one of {', '.join(TRAIL_CATEGORIES)} (got {category!r})")
+                    f"eventCategory must be one of {', '.join(TRAIL_CATEGORIES)} (got {shown(category)})")
     return category, None
 
 
@@ -186,7 +188,7 @@ def _field_selector_problem(field_selector: dict[str, Any], category: str, path:
     if allowed is None:
         if field in _KNOWN_FIELDS:
             return path, f"field {field} is not allowed in {category} selectors of a trail"
-        return path, f"unknown field {field!r} (trails allow: {', '.join(_KNOWN_FIELDS)})"
+        return path, f"unknown field {shown(field)} (trails allow: {', '.join(_KNOWN_FIELDS)})"
     operators = [operator for operator in _ANY if operator in field_selector]
     if not operators:
         return path, f"field {field} needs at least one operator ({', '.join(allowed)})"
@@ -203,15 +205,15 @@ def _field_selector_problem(field_selector: dict[str, Any], category: str, path:
 
 def _value_rule(category: str, field: str, operator: str, value: str) -> str | None:
     if field == "readOnly" and value not in ("true", "false"):
-        return f"readOnly takes 'true' or 'false' (got {value!r})"
+        return f"readOnly takes 'true' or 'false' (got {shown(value)})"
     if field == "eventSource" and category == "Management" and value not in EXCLUDABLE_SOURCES:
-        return f"management selectors can only exclude {' and '.join(EXCLUDABLE_SOURCES)} (got {value!r})"
+        return f"management selectors can only exclude {' and '.join(EXCLUDABLE_SOURCES)} (got {shown(value)})"
     if field == "errorCode" and value != "VpceAccessDenied":
-        return f"errorCode takes only VpceAccessDenied (got {value!r})"
+        return f"errorCode takes only VpceAccessDenied (got {shown(value)})"
     if field == "resources.type" and not _RESOURCE_TYPE.fullmatch(value):
-        return f"resources.type takes a type like AWS::S3::Object (got {value!r})"
+        return f"resources.type takes a type like AWS::S3::Object (got {shown(value)})"
     if field == "resources.ARN" and operator in ("Equals", "NotEquals") and not _COMPLETE_ARN.fullmatch(value):
-        return f"{operator} on resources.ARN takes complete ARNs (got {value!r})"
+        return f"{operator} on resources.ARN takes complete ARNs (got {shown(value)})"
     return None
 
 

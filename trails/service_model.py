@@ -16,6 +16,8 @@ import botocore.session
 from botocore.model import Shape
 from botocore.validate import ParamValidator, ValidationErrors
 
+from kafkatrail.trails.errors import cut, shown
+
 _TYPE_NAMES = {
     "<class 'str'>": "a string",
     "<class 'bool'>": "a boolean",
@@ -57,10 +59,10 @@ class _Findings(ValidationErrors):
             self.found.append((_join(path, kwargs["required_name"]), "is required"))
         elif reason == "unknown field":
             allowed = ", ".join(kwargs["valid_names"])
-            self.found.append((_join(path, kwargs["unknown_param"]), f"unknown member (allowed: {allowed})"))
+            self.found.append((_join(path, cut(kwargs["unknown_param"])), f"unknown member (allowed: {allowed})"))
         elif reason == "invalid type":
             expected = " or ".join(dict.fromkeys(_TYPE_NAMES.get(t, t) for t in kwargs["valid_types"]))
-            self.found.append((path, f"must be {expected} (got {kwargs['param']!r})"))
+            self.found.append((path, f"must be {expected} (got {shown(kwargs['param'])})"))
         elif reason == "invalid length":
             self.found.append((path, f"length must be at least {kwargs['min_allowed']} (got {kwargs['param']})"))
         else:
@@ -106,9 +108,9 @@ def _string_error(value: str, shape: Shape, path: str) -> tuple[str, str] | None
     if maximum is not None and len(value) > maximum:
         return path, f"must be at most {maximum} characters long (got {len(value)})"
     if shape.enum and value not in shape.enum:
-        return path, f"must be one of {', '.join(shape.enum)} (got {value!r})"
+        return path, f"must be one of {', '.join(shape.enum)} (got {shown(value)})"
     pattern = shape.metadata.get("pattern")
     # The model's patterns are Java regular expressions, whose \w and \d are ASCII-only.
     if pattern is not None and not re.fullmatch(pattern, value, re.ASCII):
-        return path, f"must match the pattern {pattern} (got {value!r})"
+        return path, f"must match the pattern {pattern} (got {shown(value)})"
     return None

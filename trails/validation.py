@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from kafkatrail.trails import members
-from kafkatrail.trails.errors import TrailError, trail_label
+from kafkatrail.trails.errors import TrailError, shown, trail_label
 from kafkatrail.trails.fields import TrailFields
 from kafkatrail.trails.regions import partition_of
 from kafkatrail.trails.selector_rules import advanced_selectors_problem, basic_selectors_problem, logged_events
@@ -139,19 +139,19 @@ def _check_placement(label: str, trail: TrailFields) -> None:
         raise _fail("InvalidHomeRegionException", label, "HomeRegion", "is required")
     if not isinstance(region, str) or partition_of(region) is None:
         raise _fail("InvalidHomeRegionException", label, "HomeRegion",
-                    f"must be a region of an AWS partition (got {region!r})")
+                    f"must be a region of an AWS partition (got {shown(region)})")
     if trail.partition != partition_of(region):
         raise _fail("InvalidParameterException", label, "Partition",
-                    f"{region} is in partition {partition_of(region)} (got {trail.partition!r})")
+                    f"{region} is in partition {partition_of(region)} (got {shown(trail.partition)})")
     if not isinstance(trail.account_id, str) or not _ACCOUNT_ID.fullmatch(trail.account_id):
         raise _fail("InvalidParameterException", label, "AccountId",
-                    f"must be a 12-digit account id (got {trail.account_id!r})")
+                    f"must be a 12-digit account id (got {shown(trail.account_id)})")
     if not isinstance(trail.logging, bool):
-        raise _fail("InvalidParameterException", label, "IsLogging", f"must be a boolean (got {trail.logging!r})")
+        raise _fail("InvalidParameterException", label, "IsLogging", f"must be a boolean (got {shown(trail.logging)})")
     for member, moment in (("StartLoggingTime", trail.start_logging_time),
                            ("StopLoggingTime", trail.stop_logging_time)):
         if moment is not None and (isinstance(moment, bool) or not isinstance(moment, int | float)):
-            raise _fail("InvalidParameterException", label, member, f"must be epoch seconds (got {moment!r})")
+            raise _fail("InvalidParameterException", label, member, f"must be epoch seconds (got {shown(moment)})")
     organization = trail.organization_id
     if organization is not None:
         if not trail.is_organization_trail:
@@ -159,7 +159,7 @@ def _check_placement(label: str, trail: TrailFields) -> None:
                         "is only for an organization trail (IsOrganizationTrail true)")
         if not isinstance(organization, str) or not _ORGANIZATION_ID.fullmatch(organization):
             raise _fail("InvalidParameterException", label, "OrganizationId",
-                        f"must be an organization id like o-a1b2c3d4e5 (got {organization!r})")
+                        f"must be an organization id like o-a1b2c3d4e5 (got {shown(organization)})")
 
 
 def _check_destinations(label: str, trail: TrailFields) -> None:
@@ -174,7 +174,8 @@ def _check_destinations(label: str, trail: TrailFields) -> None:
     bucket = trail.s3_bucket_name
     if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket or _IP_ADDRESS.fullmatch(bucket):
         raise _fail("InvalidS3BucketNameException", label, "S3BucketName", "must be 3 to 63 lowercase letters, "
-                    f"digits, '.' and '-', start and end with a letter or digit, not an IP address (got {bucket!r})")
+                    "digits, '.' and '-', start and end with a letter or digit, not an IP address "
+                    f"(got {shown(bucket)})")
     if trail.s3_key_prefix is not None:
         _check_s3_prefix(label, trail.s3_key_prefix)
     if trail.sns_topic_name is not None and len(trail.sns_topic_name) > MAX_SNS_TOPIC_NAME:
@@ -220,10 +221,10 @@ def _check_cloudwatch_logs(label: str, trail: TrailFields) -> None:
     partition = re.escape(trail.partition)
     if not re.fullmatch(rf"arn:{partition}:logs:[a-z0-9-]+:[0-9]{{12}}:log-group:[^:]+(?::\*)?", group, re.ASCII):
         raise _fail("InvalidCloudWatchLogsLogGroupArnException", label, "CloudWatchLogsLogGroupArn",
-                    f"must be arn:{trail.partition}:logs:<region>:<account>:log-group:<name>:* (got {group!r})")
+                    f"must be arn:{trail.partition}:logs:<region>:<account>:log-group:<name>:* (got {shown(group)})")
     if not re.fullmatch(rf"arn:{partition}:iam::[0-9]{{12}}:role/.+", role, re.ASCII | re.DOTALL):
         raise _fail("InvalidCloudWatchLogsRoleArnException", label, "CloudWatchLogsRoleArn",
-                    f"must be arn:{trail.partition}:iam::<account>:role/<name> (got {role!r})")
+                    f"must be arn:{trail.partition}:iam::<account>:role/<name> (got {shown(role)})")
 
 
 def _check_tags(label: str, trail: TrailFields) -> None:
@@ -234,7 +235,7 @@ def _check_tags(label: str, trail: TrailFields) -> None:
     for index, tag in enumerate(trail.tags):
         if tag["Key"] in seen:
             raise _fail("InvalidTagParameterException", label, f"TagsList[{index}].Key",
-                        f"tag key {tag['Key']!r} appears twice")
+                        f"tag key {shown(tag['Key'])} appears twice")
         seen.add(tag["Key"])
 
 

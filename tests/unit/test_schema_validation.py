@@ -19,6 +19,7 @@ from kafkatrail.schemas.validation import (
     REQUIRED_FIELDS,
     InvalidEventError,
     validate_event,
+    validated_json,
 )
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "real"
@@ -215,6 +216,65 @@ def test_invalid_input_names_field_and_rule(event: Any, field: str, rule: str, f
     assert (error.field, error.rule) == (field, rule), str(error)
     assert str(error).startswith(f"{field}: ")
     assert fragment in str(error)
+
+
+class Ratio(float):
+    """A float subclass: orjson does not write it, so validation takes its slower, json-module path."""
+
+
+def circular_with_nan() -> dict[str, Any]:
+    parameters: dict[str, Any] = {"ratio": float("nan")}
+    parameters["self"] = parameters
+    return valid_record(requestParameters=parameters)
+
+
+# Values a dict can hold but JSON text cannot: (record, field, rule, path, message after the path). orjson would
+# write NaN and +-Infinity as null, silently changing the record.
+UNREPRESENTABLE: dict[str, tuple[dict[str, Any], str, str, str, str]] = {
+    "nan-nested": (valid_record(requestParameters={"ratio": float("nan")}), "requestParameters", "json",
+                   "requestParameters.ratio", "NaN/Infinity is not valid JSON (got nan)"),
+    "infinity-in-array": (valid_record(responseElements={"a": [1, {"b": float("inf")}]}), "responseElements", "json",
+                          "responseElements.a[1].b", "NaN/Infinity is not valid JSON (got inf)"),
+    "minus-infinity-unknown-member": (valid_record(score=float("-inf")), "record", "json", "score",
+                                      "NaN/Infinity is not valid JSON (got -inf)"),
+    "nan-in-a-tuple": (valid_record(requestParameters={"t": (1, float("nan"))}), "requestParameters", "json",
+                       "requestParameters.t[1]", "NaN/Infinity is not valid JSON (got nan)"),
+    "nan-beside-a-big-integer": (valid_record(requestParameters={"big": 2**70, "x": float("nan")}),
+                                 "requestParameters", "json", "requestParameters.x",
+                                 "NaN/Infinity is not valid JSON (got nan)"),
+    "nan-float-subclass": (valid_record(additionalEventData={"r": Ratio("nan")}), "additionalEventData", "json",
+                           "additionalEventData.r", "NaN/Infinity is not valid JSON (got nan)"),
+    "nan-in-a-circular-record": (circular_with_nan(), "requestParameters", "json", "requestParameters.ratio",
+                                 "NaN/Infinity is not valid JSON (got nan)"),
+    "long-member-name": (valid_record(requestParameters={"k" * 100_000: float("nan")}), "requestParameters", "json",
+                         "requestParameters['" + "k" * 36 + "...]", "NaN/Infinity is not valid JSON (got nan)"),
+    "lone-surrogate-in-a-nested-string": (valid_record(requestParameters={"name": "a\udcffb"}), "requestParameters",
+                                          "utf8", "requestParameters.name",
+                                          "string is not valid UTF-8 (it holds a lone surrogate)"),
+    "lone-surrogate-in-a-member-name": (valid_record(requestParameters={"a\ud800": 1}), "requestParameters", "utf8",
+                                        "requestParameters['a\\ud800']",
+                                        "member name is not valid UTF-8 (it holds a lone surrogate)"),
+    "a-member-name-that-is-a-number": (valid_record(requestParameters={1: 2}), "requestParameters", "json",
+                                       "requestParameters", "member names must be strings (got number 1)"),
+    "a-top-level-member-name-that-is-none": (valid_record(**{"x": 1}) | {None: 1}, "record", "json", "record",
+                                             "member names must be strings (got null None)"),
+    "lone-surrogate-in-a-top-level-string": (valid_record(eventName="x\ud800"), "eventName", "utf8", "eventName",
+                                             "string is not valid UTF-8 (it holds a lone surrogate)"),
+}
+
+
+@pytest.mark.parametrize(("check"), [validate_event, validated_json], ids=["validate_event", "validated_json"])
+@pytest.mark.parametrize(("record", "field", "rule", "path", "message"), list(UNREPRESENTABLE.values()),
+                         ids=list(UNREPRESENTABLE))
+def test_values_json_text_cannot_hold_are_refused_by_path(check: Any, record: dict[str, Any], field: str, rule: str,
+                                                          path: str, message: str) -> None:
+    """The SDK (validate_event) and the processor (validated_json) refuse them alike; the path is in the message,
+    while `field` stays a top-level member (a metric label and dead-letter reason the input cannot grow)."""
+    with pytest.raises(InvalidEventError) as caught:
+        check(record)
+    assert (caught.value.field, caught.value.rule, caught.value.path) == (field, rule, path)
+    assert str(caught.value) == f"{path}: {message}"
+    assert len(str(caught.value)) < 300
 
 
 @pytest.mark.parametrize("name", REQUIRED_FIELDS)
