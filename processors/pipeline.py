@@ -7,7 +7,8 @@ original bytes and a reason. So does a valid record for an account its source to
 first), and one whose eventID the window holds with different content (`conflict.eventID`: the first record
 stays). A copy of a record the window holds is dropped, also when its eventID differs only in letter case.
 Every other record goes once to each trail whose selectors match it, as CloudTrail JSON keyed
-`trailARN|account|region` (the unit a log file is written for).
+`trailARN|account|region` (the unit a log file is written for), and, when it is a management event, once to the
+history topic keyed by its eventID, whether or not a trail selects it (event history ignores trail selectors).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, NamedTuple, Protocol
 
 from kafkatrail.processors.dedupe import DedupeWindow, Seen, content_digest
 from kafkatrail.processors.sources import OWNER_FIELD, UNAUTHORIZED_ACCOUNT, AccountAllowList
-from kafkatrail.schemas.contract import DeliveryKey
+from kafkatrail.schemas.contract import DeliveryKey, record_category
 from kafkatrail.schemas.errors import DecodeError
 from kafkatrail.schemas.validation import InvalidEventError, validated_json
 
@@ -72,6 +73,7 @@ class BatchOutcome:
     """Everything one batch of one partition produces; the worker writes it in one transaction."""
 
     deliveries: list[tuple[bytes, bytes]] = field(default_factory=list)
+    history: list[tuple[bytes, bytes]] = field(default_factory=list)  # (eventID, record) of management events
     rejected: list[Rejected] = field(default_factory=list)
     first_seen: dict[int, list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
     duplicates: int = 0
@@ -95,6 +97,7 @@ class EventPipeline:
         decode = self.decode
         select = self.trails.select
         deliveries = outcome.deliveries
+        history = outcome.history
         for message in messages:
             try:
                 if message.value is None:
@@ -127,6 +130,8 @@ class EventPipeline:
                 outcome.rejected.append(Rejected(message, "conflict.eventID", CONFLICT_RULE))
                 continue
             outcome.first_seen[bucket].append((event_id, digest))
+            if record_category(record) == "Management":
+                history.append((canonical_id.encode(), body))
             for trail in select(record):
                 deliveries.append((DeliveryKey.of_record(trail.arn, record).encode(), body))
                 outcome.selected[trail.arn] += 1

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+from kafkatrail.schemas.contract import record_category
 from kafkatrail.trails.model import Trail
 from kafkatrail.trails.selector_rules import (
     DATA_RESOURCE_SERVICES,
@@ -121,10 +122,7 @@ def _compile(trail: Trail) -> Check:
         if (hidden_global_region is not None and region == hidden_global_region
                 and record.get("eventSource") in global_sources):
             return False
-        category = record.get("eventCategory")
-        if category is None:
-            category = "Data" if record.get("managementEvent") is False else "Management"
-        check = by_category.get(category)
+        check = by_category.get(record_category(record))
         return check is not None and check(record)
 
     return matches

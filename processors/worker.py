@@ -15,7 +15,8 @@ Why confluent-kafka and not a faust agent
 Exactly-once argument
     The processor holds two kinds of state: the consumed offsets of the events topic and the dedupe
     window of each partition. Both are written only inside the Kafka transaction that also carries the
-    batch's output: the delivery records, the dead-letter records, one changelog record per partition
+    batch's output: the delivery records, the history records (each accepted management event once),
+    the dead-letter records, one changelog record per partition
     with the eventIDs first seen in the batch (`kafkatrail.processors.dedupe`), and the offsets
     (`send_offsets_to_transaction`). The transaction commits all of it or none of it.
 
@@ -110,6 +111,8 @@ class ProcessorWorker(TransactionalLoop[DedupeWindow]):
         produce = self.produce
         for key, value in outcome.deliveries:
             produce(self.topics.delivery, key, value)
+        for key, value in outcome.history:
+            produce(self.topics.history, key, value)
         for rejected in outcome.rejected:
             source = rejected.message
             produce(self.topics.dlq, source.key, source.value, headers=[

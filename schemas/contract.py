@@ -9,6 +9,8 @@
   after each file, CloudTrail's `{"s3Bucket": ..., "s3ObjectKey": [...]}`.
 - **The trail status** (`TrailStatusUpdate`): what the sinks last delivered for a trail in a region, on the
   compacted trail-status topic, which GetTrailStatus reads.
+- **The history topic**: each accepted record whose `record_category` is `Management`, keyed by its eventID
+  in lower case, value the record's JSON exactly as on the delivery topic.
 - **`eventTime`**: `event_time_ms` parses it (ISO-8601 UTC, fractions allowed) to milliseconds since the
   epoch; `scan_event_time` finds the top-level `eventTime` of a compact JSON record without parsing the
   record, and agrees with a full parse on every record (a nested member of the same name sends it to the
@@ -19,8 +21,10 @@ Nothing here imports from the rest of kafkatrail.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 
@@ -49,6 +53,7 @@ class TopicNames:
     s3_insight_journal: str
     delivery_failures: str
     trail_status: str
+    history: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TopicNames:
@@ -65,6 +70,7 @@ class TopicNames:
             s3_insight_journal=f"{prefix}.sinks.s3-insight-journal",
             delivery_failures=f"{prefix}.delivery-failures",
             trail_status=f"{prefix}.trail-status",
+            history=f"{prefix}.history",
         )
 
     def source(self, name: str) -> str:
@@ -200,6 +206,15 @@ class TrailStatusUpdate:
                 error is None or isinstance(error, str)):
             raise ValueError("trail status: time must be epoch seconds and error a string or null")
         return cls(trail_arn, region, kind, float(moment), error)
+
+
+def record_category(record: Mapping[str, Any]) -> str:
+    """The record's eventCategory (`Management`, `Data`, `NetworkActivity`, `Insight`); a record without one
+    (before eventVersion 1.07) is `Data` when `managementEvent` is false, else `Management`."""
+    category = record.get("eventCategory")
+    if category is None:
+        return "Data" if record.get("managementEvent") is False else "Management"
+    return str(category)
 
 
 def event_time_ms(event_time: str) -> int:

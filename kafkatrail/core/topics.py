@@ -32,6 +32,9 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     Each of `processors.sources` adds its events topic and that topic's own dedupe changelog.
     The trail-status topic is compacted: the latest success and error per trail, region and kind
     (`kafkatrail.schemas.contract.TrailStatusUpdate`), which the API's GetTrailStatus reports.
+    The history topic carries each accepted management event once, keyed by eventID, to the event-history
+    store (`kafkatrail.sinks.history`); the store, not the topic, keeps the 90 days, so it keeps the broker's
+    default retention.
     """
     names = settings.topics
     processors = settings.processors
@@ -55,7 +58,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
                  replication_factor=settings.topic_replication_factor, config=configs.get(name, {}))
         for name in (names.events, names.dlq, names.delivery, names.insights, names.notifications, names.trails,
                      names.dedupe_changelog, names.insights_changelog, names.s3_journal,
-                     names.s3_insight_journal, names.delivery_failures, names.trail_status, *sources)
+                     names.s3_insight_journal, names.delivery_failures, names.trail_status, names.history, *sources)
     ]
 
 

@@ -146,3 +146,22 @@ REASON_LABELS = {
 def test_the_metric_label_of_a_reason_folds_array_indexes(reason: str, label: str) -> None:
     message = InputMessage(b"", b"", 0.0, 0)
     assert Rejected(message, reason, "detail").reason_label == label
+
+
+@pytest.mark.parametrize(("changes", "kept"), [
+    ({}, True),
+    ({"awsRegion": "us-west-2", "readOnly": True}, True),  # no trail selects it: event history keeps it anyway
+    ({"eventVersion": "1.05", "eventCategory": None, "managementEvent": None}, True),  # before 1.07: management
+    ({"eventCategory": "Data", "managementEvent": False, "eventSource": "s3.amazonaws.com"}, False),
+    ({"eventVersion": "1.05", "eventCategory": None, "managementEvent": False}, False),
+    ({"eventCategory": "NetworkActivity", "managementEvent": False}, False),
+])
+def test_each_accepted_management_event_goes_once_to_the_history_topic(changes: dict[str, Any], kept: bool) -> None:
+    fields = {name: value for name, value in {**record(), **changes}.items() if value is not None}
+    body = encode_event(fields)
+    window = DedupeWindow(86_400, 3_600)
+    outcome = run(message(body, 0), message(body, 1), window=window)
+    assert outcome.history == ([(EVENT_ID.encode(), outcome.history[0][1])] if kept else [])
+    if kept:
+        assert orjson.loads(outcome.history[0][1]) == fields
+    assert run(message(body, 2), window=window).history == []
