@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 from collections.abc import Callable
@@ -154,6 +155,7 @@ WORKER_ROLES = {
     "insights": WorkerRole("kafkatrail.processors.insights_worker", "InsightsWorker", "insights"),
     "s3-insights": WorkerRole("kafkatrail.sinks.s3", "S3InsightSink", "s3_insights"),
     "cloudwatch-insights": WorkerRole("kafkatrail.sinks.cloudwatch", "CloudWatchInsightSink", "cloudwatch_insights"),
+    "history": WorkerRole("kafkatrail.sinks.history", "HistoryWorker", "history"),
 }
 
 
@@ -204,6 +206,66 @@ def cmd_insights_evaluate(args: argparse.Namespace) -> int:
         raise SettingsError(f"insights evaluate: {exc}") from None
     print("\n".join(lines))
     return 0 if passed else 1
+
+
+def cmd_history_lookup(args: argparse.Namespace) -> int:
+    import time as clock
+
+    import orjson
+
+    from kafkatrail.api.errors import ApiError
+    from kafkatrail.api.lookup_events import event_of, lookup_of
+    from kafkatrail.sinks.history_store import HistoryStore
+    from kafkatrail.validate_logs import ValidationError, parse_when
+
+    settings = _settings(args)
+    if args.max < 1:
+        raise SettingsError(f"--max: must be at least 1 (got {args.max})")
+    body: dict[str, Any] = {"MaxResults": min(args.max, 50)}
+    if args.attribute:
+        key, equals, value = args.attribute.partition("=")
+        if not equals:
+            raise SettingsError(f"--attribute: must be KEY=VALUE (got {args.attribute!r})")
+        body["LookupAttributes"] = [{"AttributeKey": key, "AttributeValue": value}]
+    if args.category:
+        body["EventCategory"] = args.category
+    try:
+        for option, member in (("start", "StartTime"), ("end", "EndTime")):
+            if getattr(args, option):
+                body[member] = parse_when(getattr(args, option), f"--{option}").timestamp()
+        region = args.region or settings.aws.region or "us-east-1"
+        query = lookup_of(body, args.account, region, int(clock.time() * 1000), settings.history.retention_days, b"")
+    except ApiError as exc:
+        print(f"kafkatrail: error: {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"kafkatrail: error: {exc}", file=sys.stderr)
+        return 2
+    if not settings.history.store_path.exists():
+        print(f"kafkatrail: error: no event history at {settings.history.store_path} (history.store_path): run "
+              "`kafkatrail worker history`", file=sys.stderr)
+        return 1
+    store = HistoryStore(settings.history.store_path, readonly=True)
+    events: list[dict[str, Any]] = []
+    try:
+        while len(events) < args.max:
+            page, after = store.lookup(query)
+            events.extend(event_of(stored) for stored in page[:args.max - len(events)])
+            if after is None:
+                break
+            query = dataclasses.replace(query, after=after)
+    finally:
+        store.close()
+    if args.output == "json":
+        print(orjson.dumps({"Events": events}, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"{'EventTime (UTC)':20}  {'EventName':32}  {'Username':24}  {'EventSource':28}  EventId")
+    for event in events:
+        when = datetime.fromtimestamp(event["EventTime"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(f"{when:20}  {event['EventName'][:32]:32}  {str(event.get('Username', '-'))[:24]:24}  "
+              f"{event['EventSource'][:28]:28}  {event['EventId']}")
+    print(f"{len(events)} event(s)", file=sys.stderr)
+    return 0
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -325,11 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("role", choices=sorted(WORKER_ROLES), help="processors: validate, dedupe, select per "
                         "trail; s3: log files and SNS notifications; cloudwatch: CloudWatch Logs; digests: signed "
                         "digest files; insights: CloudTrail Insights records; s3-insights, cloudwatch-insights: "
-                        "Insights records to S3 and CloudWatch Logs")
+                        "Insights records to S3 and CloudWatch Logs; history: the event-history store")
     worker.add_argument("--instance-id", help="processors, insights: stable id of this process in its group "
                                               "(default: the host name)")
     worker.add_argument("--metrics-port", type=int, help="port of /metrics (0: off; defaults 9464, 9465, 9466, "
-                                                         "9467, 9468, 9469, 9470)")
+                                                         "9467, 9468, 9469, 9470, 9471)")
     worker.set_defaults(func=cmd_worker)
 
     insights = commands.add_parser("insights", help="CloudTrail Insights")
@@ -343,10 +405,26 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=1)
     evaluate.set_defaults(func=cmd_insights_evaluate)
 
-    api = commands.add_parser("api", help="serve the CloudTrail API (SigV4; trails, selectors, status, tags, keys)")
+    api = commands.add_parser("api", help="serve the CloudTrail API (SigV4; trails, selectors, status, tags, keys, "
+                                          "LookupEvents)")
     api.add_argument("--host", help="bind address (default 127.0.0.1)")
     api.add_argument("--port", type=int, help="port (default 8470; 0: any free port)")
     api.set_defaults(func=cmd_api)
+
+    history = commands.add_parser("history", help="event history: the last 90 days of management events")
+    history_commands = history.add_subparsers(dest="history_command", required=True)
+    lookup = history_commands.add_parser("lookup", help="look events up in the store (as LookupEvents does), newest "
+                                                        "first")
+    lookup.add_argument("--account", required=True, help="the 12-digit account whose events to show")
+    lookup.add_argument("--region", help="the region (default: aws.region, else us-east-1)")
+    lookup.add_argument("--attribute", metavar="KEY=VALUE", help="one of EventId, EventName, ReadOnly, Username, "
+                        "ResourceType, ResourceName, EventSource, AccessKeyId; exact match")
+    lookup.add_argument("--start", help="ISO 8601 (default: the oldest event kept)")
+    lookup.add_argument("--end", help="ISO 8601 (default: now)")
+    lookup.add_argument("--category", choices=["insight"], help="Insights events instead of management events")
+    lookup.add_argument("--max", type=int, default=50, help="events to show at most (default 50)")
+    lookup.add_argument("--output", choices=["table", "json"], default="table")
+    lookup.set_defaults(func=cmd_history_lookup)
 
     validate = commands.add_parser("validate-logs", help="check digest files and log files as AWS's validator does")
     target = validate.add_mutually_exclusive_group(required=True)

@@ -2,8 +2,9 @@
 
 A private broker and AWS stand-in in `.cache/demo-stack` on free ports; the demo trails of
 `deploy/trails.demo.yaml` with their bucket, SNS topic (an SQS queue subscribed) and log group; the
-processors, the S3 sink and the CloudWatch Logs sink as `kafkatrail worker` subprocesses; about a minute
-of simulated traffic with duplicates and a few malformed messages. Everything is stopped however the
+processors, the S3 sink, the CloudWatch Logs sink and the event-history worker as `kafkatrail worker`
+subprocesses; about a minute of simulated traffic with duplicates and a few malformed messages; then
+`kafkatrail api` answering GetTrailStatus and LookupEvents through boto3. Everything is stopped however the
 demo ends.
 """
 
@@ -48,7 +49,7 @@ DEMO_RATE = 100
 DEMO_DUPLICATE_RATE = 0.05
 DEMO_MALFORMED_EACH = 5
 FLUSH_INTERVAL_S = 5
-ROLES = ("processors", "s3", "cloudwatch")
+ROLES = ("processors", "s3", "cloudwatch", "history")
 CATCH_UP_TIMEOUT_S = 120
 
 
@@ -65,7 +66,9 @@ def run_demo(settings: Settings, seconds: float = DEMO_SECONDS) -> int:
     try:
         os.environ.update({"AWS_ENDPOINT_URL": endpoints.aws_endpoint_url, "AWS_ACCESS_KEY_ID": "testing",
                            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"})
-        settings = settings.model_copy(update={"bootstrap_servers": endpoints.bootstrap_servers})
+        settings = settings.model_copy(update={
+            "bootstrap_servers": endpoints.bootstrap_servers,
+            "history": settings.history.model_copy(update={"store_path": DEMO_STACK_DIR / "history.sqlite3"})})
         create_topics(settings)
         trails = load_trails(DEMO_TRAILS)
         queue_url = create_destinations(trails)
@@ -73,10 +76,10 @@ def run_demo(settings: Settings, seconds: float = DEMO_SECONDS) -> int:
         print(f"\ntrails: {', '.join(t.name for t in trails)} (the package's deploy/trails.demo.yaml)")
 
         workers = start_workers(settings, endpoints.aws_endpoint_url)
-        api, api_trail = start_api(settings, trails[0])
+        simulator = TrafficSimulator(TrafficModel(rate=DEMO_RATE, seed=1, duplicate_rate=DEMO_DUPLICATE_RATE))
+        api, api_trail, history_client = start_api(settings, trails[0], simulator.accounts[0])
         print("workers: " + ", ".join(f"{role} (/metrics on {worker.url})" for role, worker in workers.items()))
 
-        simulator = TrafficSimulator(TrafficModel(rate=DEMO_RATE, seed=1, duplicate_rate=DEMO_DUPLICATE_RATE))
         print(f"simulating {seconds:g} s of traffic at about {DEMO_RATE} events/s ...")
         with EventProducer(settings) as producer:
             produced = simulate_to_kafka(simulator, producer, Limit(duration_s=seconds))
@@ -94,6 +97,7 @@ def run_demo(settings: Settings, seconds: float = DEMO_SECONDS) -> int:
         show_cloudwatch(trails)
         show_notifications(queue_url)
         show_trail_status(api, api_trail)
+        show_console_logins(history_client, simulator.accounts[0])
         print(f"\ndemo finished in {time.monotonic() - began:.1f} s")
         return 0 if caught_up and stored else 1
     finally:
@@ -105,12 +109,16 @@ def run_demo(settings: Settings, seconds: float = DEMO_SECONDS) -> int:
             print(line)
 
 
-def start_api(settings: Settings, like: Trail) -> tuple[subprocess.Popen[bytes], tuple[Any, str]]:
+def start_api(settings: Settings, like: Trail,
+              simulated_account: str) -> tuple[subprocess.Popen[bytes], tuple[Any, str], Any]:
     """`kafkatrail api` with a demo credentials file (0600), and one trail created through it with boto3 (signed
-    with the demo key): multi-region, in the account and home region of `like`, logging started."""
+    with the demo key): multi-region, in the account and home region of `like`, logging started. Also a boto3
+    client signed with a second key, of one simulated account, for its event history."""
     key, secret = "AKIADEMO" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30)
+    history_key, history_secret = "AKIADEMO" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30)
     credentials = DEMO_STACK_DIR / "api-credentials.toml"
-    write_credentials(credentials, [Principal(key, like.account_id, secret_access_key=secret)])
+    write_credentials(credentials, [Principal(key, like.account_id, secret_access_key=secret),
+                                    Principal(history_key, simulated_account, secret_access_key=history_secret)])
     port = free_port()
     env = {**os.environ, **settings_environment(settings), "KAFKATRAIL_API__PORT": str(port),
            "KAFKATRAIL_API__CREDENTIALS_FILE": str(credentials)}
@@ -134,7 +142,21 @@ def start_api(settings: Settings, like: Trail) -> tuple[subprocess.Popen[bytes],
     arn = f"arn:aws:cloudtrail:{like.home_region}:{like.account_id}:trail/api-demo"
     print(f"CloudTrail API on http://127.0.0.1:{port}: created {arn} with boto3 (SigV4, key {key} of "
           f"{credentials}, mode 0600) and started logging")
-    return api, (client, arn)
+    history_client = boto3.client("cloudtrail", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                                  aws_access_key_id=history_key, aws_secret_access_key=history_secret)
+    return api, (client, arn), history_client
+
+
+def show_console_logins(client: Any, account: str) -> None:
+    """Event history: LookupEvents for the ConsoleLogin events of one simulated account in us-east-1."""
+    events = client.get_paginator("lookup_events").paginate(
+        LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "ConsoleLogin"}]).build_full_result()["Events"]
+    print(f"LookupEvents EventName=ConsoleLogin (account {account}, us-east-1, through the API): {len(events)} "
+          "event(s), newest first")
+    for event in events[:5]:
+        record = orjson.loads(event["CloudTrailEvent"])
+        print(f"  {event['EventTime'].isoformat()}  {event.get('Username', '-')}  from "
+              f"{record.get('sourceIPAddress')}  {(record.get('responseElements') or {}).get('ConsoleLogin', '')}")
 
 
 def show_trail_status(api: subprocess.Popen[bytes], trail: tuple[Any, str]) -> None:
@@ -205,14 +227,16 @@ def lag(settings: Settings, group_id: str, topic: str) -> int:
 
 
 def wait_for_pipeline(settings: Settings, workers: dict[str, WorkerProcess]) -> bool:
-    """Wait until the processors and the S3 sink have committed everything (every log file closed)."""
+    """Wait until the processors, the S3 sink and the history worker have committed everything (every log file
+    closed)."""
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     while time.monotonic() < deadline:
         if not all(worker.alive() for worker in workers.values()):
             print(f"a worker exited early; see {DEMO_STACK_DIR / 'workers'}")
             return False
         if (lag(settings, settings.processors.group_id, settings.topics.events) == 0
-                and lag(settings, settings.s3.group_id, settings.topics.delivery) == 0):
+                and lag(settings, settings.s3.group_id, settings.topics.delivery) == 0
+                and lag(settings, settings.history.group_id, settings.topics.history) == 0):
             time.sleep(FLUSH_INTERVAL_S + 1)
             return True
         time.sleep(0.5)

@@ -65,6 +65,8 @@ class _Findings(ValidationErrors):
             self.found.append((path, f"must be {expected} (got {shown(kwargs['param'])})"))
         elif reason == "invalid length":
             self.found.append((path, f"length must be at least {kwargs['min_allowed']} (got {kwargs['param']})"))
+        elif reason == "invalid range":
+            self.found.append((path, f"must be at least {kwargs['min_allowed']} (got {kwargs['param']})"))
         else:
             self.found.append((path, reason))
 
@@ -100,6 +102,10 @@ def _beyond_botocore(value: Any, shape: Shape, path: str) -> tuple[str, str] | N
                 return found
     elif kind == "string":
         return _string_error(value, shape, path)
+    elif kind in ("integer", "long"):
+        maximum = shape.metadata.get("max")
+        if maximum is not None and value > maximum:
+            return path, f"must be at most {maximum} (got {value})"
     return None
 
 

@@ -95,7 +95,9 @@ def request_error(operation: str, request: dict[str, Any]) -> TrailError | None:
     member = re.split(r"[.\[]", path, maxsplit=1)[0]
     code = {**_MEMBER_ERRORS, "trailNameList": "InvalidTrailNameException",
             "ResourceId": "CloudTrailARNInvalidException",
-            "ResourceIdList": "CloudTrailARNInvalidException"}.get(member, "InvalidParameterException")
+            "ResourceIdList": "CloudTrailARNInvalidException",
+            "LookupAttributes": "InvalidLookupAttributesException", "EventCategory": "InvalidEventCategoryException",
+            "MaxResults": "InvalidMaxResultsException"}.get(member, "InvalidParameterException")
     return TrailError(code, f"{path}: {rule}")
 
 

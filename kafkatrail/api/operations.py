@@ -2,8 +2,9 @@
 
 `CloudTrailApi.call(operation, Call)` checks the request against botocore's input shape of the operation, then
 runs its handler. A handler reads trails from a `TrailStore`, writes one trail (or deletes one) through it,
-asks a `ResourceChecker` whether the S3 bucket, SNS topic, KMS key and log group a trail names exist, and reads
-what the sinks delivered from a `StatusView`. Every refusal is raised before anything is written, so a refused
+asks a `ResourceChecker` whether the S3 bucket, SNS topic, KMS key and log group a trail names exist, reads
+what the sinks delivered from a `StatusView`, and looks events up in a `HistoryView` (LookupEvents, whose request
+rules and token are `kafkatrail.api.lookup_events`). Every refusal is raised before anything is written, so a refused
 call changes nothing.
 
 Visibility: a principal sees its account's trails, and an organization's management account also its
@@ -30,7 +31,9 @@ import botocore.session
 
 from kafkatrail.api.auth import ANONYMOUS, Principal
 from kafkatrail.api.errors import ApiError
+from kafkatrail.api.lookup_events import event_of, lookup_of, next_token
 from kafkatrail.schemas.contract import TrailStatusUpdate
+from kafkatrail.sinks.history_store import Lookup, StoredEvent
 from kafkatrail.sinks.signing_keys import keys_between, read_public_keys
 from kafkatrail.trails import members
 from kafkatrail.trails.errors import TrailError
@@ -78,6 +81,19 @@ class StatusView(Protocol):
     """The latest sink reports for a trail in a region, by `TrailStatusUpdate.key` suffix `<kind>|<ok|error>`."""
 
     def status(self, trail_arn: str, region: str) -> Mapping[str, TrailStatusUpdate]: ...
+
+
+class HistoryView(Protocol):
+    """The event-history store, as LookupEvents reads it."""
+
+    def lookup(self, query: Lookup) -> tuple[list[StoredEvent], tuple[int, int] | None]: ...
+
+
+class NoHistory:
+    """No store yet (no history worker has run): every lookup finds nothing."""
+
+    def lookup(self, query: Lookup) -> tuple[list[StoredEvent], tuple[int, int] | None]:
+        return [], None
 
 
 class NoChecks:
@@ -198,12 +214,15 @@ class CloudTrailApi:
     """The operations over a trail store, a resource checker and a status view."""
 
     def __init__(self, store: TrailStore, keys_folder: Path, *, resources: ResourceChecker | None = None,
-                 status: StatusView | None = None, clock: Callable[[], float] = time.time,
+                 status: StatusView | None = None, history: HistoryView | None = None,
+                 history_retention_days: int = 90, clock: Callable[[], float] = time.time,
                  list_page: int = LIST_TRAILS_PAGE) -> None:
         self.store = store
         self.keys_folder = keys_folder
         self.resources: ResourceChecker = resources or NoChecks()
         self.status_view: StatusView = status or NoStatus()
+        self.history: HistoryView = history or NoHistory()
+        self.history_retention_days = history_retention_days
         self.clock = clock
         self.list_page = list_page
         self.operations: dict[str, Callable[[Call], dict[str, Any]]] = {
@@ -224,6 +243,7 @@ class CloudTrailApi:
             "RemoveTags": self.remove_tags,
             "ListTags": self.list_tags,
             "ListPublicKeys": self.list_public_keys,
+            "LookupEvents": self.lookup_events,
         }
 
     # --- dispatch -------------------------------------------------------------------------------------------
@@ -512,6 +532,23 @@ class CloudTrailApi:
             raise ApiError("InvalidTimeRangeException", "StartTime: must not be after EndTime")
         keys = keys_between(read_public_keys(self.keys_folder), int(start), int(end) + 1)
         return {"PublicKeyList": [key.to_api() for key in keys]}
+
+
+    # --- event history --------------------------------------------------------------------------------------
+
+    def lookup_events(self, call: Call) -> dict[str, Any]:
+        principal = call.principal
+        if principal.account_id is None:
+            raise ApiError("OperationNotPermittedException", "LookupEvents: event history is kept per account; "
+                           "sign the request with a key of api.credentials_file")
+        key = principal.secret_access_key.encode()
+        query = lookup_of(call.body, principal.account_id, call.region, int(self.clock() * 1000),
+                          self.history_retention_days, key)
+        events, after = self.history.lookup(query)
+        response: dict[str, Any] = {"Events": [event_of(event) for event in events]}
+        if after is not None:
+            response["NextToken"] = next_token(call.body, principal.account_id, call.region, after, key)
+        return response
 
 
 __all__ = ["ANONYMOUS", "Call", "CloudTrailApi", "MemoryStore", "TrailStore"]

@@ -9,9 +9,11 @@ including one that never completes its request headers, is closed. Even the HTTP
 request line, a bad Content-Length) are answered in JSON. Each request is logged in one line: operation, access
 key id, status, milliseconds.
 
-Reads run on the event loop; calls that change a trail run one at a time in a thread (they publish to the trails
-topic and wait until the feed has read the change back, so the next call sees it). `GET /healthz` answers
-without authentication (liveness, and the benchmark's ceiling).
+Reads of trails run on the event loop; LookupEvents runs on a pool of reader threads (it reads the event-history
+store, and SQLite releases the GIL while it searches); calls that change a trail run one at a time in a thread
+(they publish to the trails topic and wait until the feed has read the change back, so the next call sees it).
+`GET /healthz` answers without authentication (liveness, and the benchmark's ceiling), `GET /metrics` with the
+API's Prometheus metrics (requests and their latency by operation and outcome).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from kafkatrail.api.auth import ANONYMOUS, Principal, load_credentials, verify_request
 from kafkatrail.api.errors import ApiError
@@ -49,6 +52,20 @@ TARGET_PREFIX = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
 CONTENT_TYPE = "application/x-amz-json-1.1"
 SERVER = "kafkatrail"
 MAX_BODY_BYTES = 1 << 20  # the largest CloudTrail request (PutEventSelectors) is a few KiB
+OFF_LOOP_READS = frozenset({"LookupEvents"})
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class ApiMetrics:
+    """What `kafkatrail api` serves on GET /metrics (its own registry: several servers may share a process)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry = registry or CollectorRegistry()
+        self.requests = Counter("kafkatrail_api_requests_total",
+                                "API requests by operation and outcome (ok, or the AWS error code)",
+                                ["operation", "outcome"], registry=registry)
+        self.latency = Histogram("kafkatrail_api_request_seconds", "From request received to response ready",
+                                 ["operation"], buckets=LATENCY_BUCKETS_S, registry=registry)
 
 
 class _JsonErrors(RequestHandler):
@@ -78,13 +95,15 @@ class ApiHandler:
 
     def __init__(self, api: CloudTrailApi, principals: Mapping[str, Principal] | None, default_region: str,
                  body_timeout_s: float = 10.0, clock: Callable[[], float] = time.time,
-                 writer: ThreadPoolExecutor | None = None) -> None:
+                 writer: ThreadPoolExecutor | None = None, metrics: ApiMetrics | None = None) -> None:
         self.api = api
         self.principals = principals  # None: anonymous access allowed
         self.default_region = default_region
         self.body_timeout_s = body_timeout_s
         self.clock = clock
         self.writer = writer or ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-write")
+        self.readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="api-read")
+        self.metrics = metrics or ApiMetrics()
         self._write_lock = threading.Lock()
 
     async def __call__(self, request: BaseRequest) -> web.StreamResponse:
@@ -96,6 +115,9 @@ class ApiHandler:
             if request.method == "GET" and request.path == "/healthz":
                 return web.Response(body=b'{"status":"ok"}', headers={"Content-Type": "application/json",
                                                                        "Server": SERVER})
+            if request.method == "GET" and request.path == "/metrics":
+                return web.Response(body=generate_latest(self.metrics.registry),
+                                    headers={"Content-Type": CONTENT_TYPE_LATEST, "Server": SERVER})
             if request.method != "POST":
                 raise ApiError("InvalidRequest", f"method {request.method[:20]}: only POST is served", status=405)
             body = await self._body(request)
@@ -117,6 +139,8 @@ class ApiHandler:
             if operation in MUTATING:
                 loop = asyncio.get_running_loop()
                 result = await loop.run_in_executor(self.writer, self._write, operation, call)
+            elif operation in OFF_LOOP_READS:
+                result = await asyncio.get_running_loop().run_in_executor(self.readers, self.api.call, operation, call)
             else:
                 result = self.api.call(operation, call)
             status, payload = 200, result
@@ -130,9 +154,12 @@ class ApiHandler:
             "Content-Type": CONTENT_TYPE, "x-amzn-RequestId": request_id, "Server": SERVER})
         if close:
             response.force_close()
+        elapsed_s = time.perf_counter() - started
+        label = operation if self.api.known(operation) else "unknown"  # the client names it: keep the set closed
+        self.metrics.requests.labels(label, "ok" if status == 200 else payload["__type"]).inc()
+        self.metrics.latency.labels(label).observe(elapsed_s)
         access_log.info("request", extra={"operation": operation, "access_key_id": access_key, "status": status,
-                                          "ms": round((time.perf_counter() - started) * 1000, 2),
-                                          "request_id": request_id})
+                                          "ms": round(elapsed_s * 1000, 2), "request_id": request_id})
         return response
 
     def _write(self, operation: str, call: Call) -> dict[str, Any]:
@@ -312,6 +339,7 @@ class ApiService:
     """`kafkatrail api`: the server, the topic views, the credentials; `run()` until `stop()`."""
 
     def __init__(self, settings: Settings) -> None:
+        from kafkatrail.api.history_view import StoreHistory
         from kafkatrail.api.resources import AwsResources
 
         self.config = settings.api
@@ -326,8 +354,10 @@ class ApiService:
             principals = load_credentials(self.config.credentials_file)
         self.ssl = tls_context(self.config.tls_cert, self.config.tls_key)
         self.views = TopicViews(settings)
+        self.history = StoreHistory(settings.history.store_path)
         self.api = CloudTrailApi(self.views, settings.keys.folder, resources=AwsResources(settings),
-                                 status=self.views)
+                                 status=self.views, history=self.history,
+                                 history_retention_days=settings.history.retention_days)
         self.handler = ApiHandler(self.api, principals, self.config.default_region, self.config.body_timeout_s)
         self.sock = listening_socket(self.config.host, self.config.port)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -347,6 +377,8 @@ class ApiService:
         finally:
             self.views.close()
             self.handler.writer.shutdown(wait=False)
+            self.handler.readers.shutdown(wait=True)
+            self.history.close()
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -219,6 +219,17 @@ class CloudWatchInsightsSettings(WorkerSettings):
     metrics_port: int = Field(9470, ge=0, le=65535)
 
 
+class HistorySettings(WorkerSettings):
+    """Event history (`kafkatrail worker history`): where the store lives and how long it keeps events."""
+
+    group_id: str = Field("kafkatrail-history", min_length=1, description="consumer group on the history topic")
+    metrics_port: int = Field(9471, ge=0, le=65535)
+    store_path: Path = Field(Path(".cache/history/events.sqlite3"),
+                             description="the store every history worker of this node writes and the API reads")
+    retention_days: int = Field(90, ge=1, description="events older than this (by eventTime) are purged")
+    purge_interval_s: float = Field(600.0, gt=0, description="how often a worker purges expired events")
+
+
 class KeySettings(BaseModel):
     """The digest signing keys: a folder of RSA keys rotated on schedule, or an AWS KMS asymmetric key."""
 
@@ -279,6 +290,7 @@ class Settings(BaseSettings):
     insights: InsightsSettings = Field(default_factory=InsightsSettings)
     s3_insights: S3InsightsSettings = Field(default_factory=S3InsightsSettings)
     cloudwatch_insights: CloudWatchInsightsSettings = Field(default_factory=CloudWatchInsightsSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
     keys: KeySettings = Field(default_factory=KeySettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)

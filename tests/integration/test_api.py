@@ -44,14 +44,15 @@ ACCOUNT, REGION = Counter((r["recipientAccountId"], r["awsRegion"]) for r in REC
 class Api:
     """A `kafkatrail api` process on fresh topics, with a credentials file for aws-cli's key and another account."""
 
-    def __init__(self, stack: Endpoints, tmp_path: Path) -> None:
-        self.settings: Settings = pipeline_settings(stack)
+    def __init__(self, stack: Endpoints, tmp_path: Path, settings: Settings | None = None,
+                 account: str = ACCOUNT) -> None:
+        self.settings: Settings = settings or pipeline_settings(stack)
         self.aws_endpoint = stack.aws_endpoint_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.tmp_path = tmp_path
         credentials = tmp_path / "credentials.toml"
-        write_credentials(credentials, [Principal(KEY, ACCOUNT, secret_access_key=SECRET),
+        write_credentials(credentials, [Principal(KEY, account, secret_access_key=SECRET),
                                         Principal(OTHER_KEY, OTHER_ACCOUNT, secret_access_key=OTHER_SECRET)])
         self.env = {**os.environ, **settings_environment(self.settings), "AWS_ENDPOINT_URL": stack.aws_endpoint_url,
                     "KAFKATRAIL_API__PORT": str(self.port), "KAFKATRAIL_API__CREDENTIALS_FILE": str(credentials),
