@@ -51,6 +51,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from kafkatrail.core import aws
 from kafkatrail.core.aws import AwsCallMetrics, AwsCalls
+from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings
 from kafkatrail.core.topics import reader, until_end
 from kafkatrail.runtime.worker import Worker, WorkerStopping
@@ -111,10 +112,11 @@ class S3SinkMetrics:
 class S3Sink(Worker):
     """One S3 sink process of the sink's consumer group."""
 
-    def __init__(self, settings: Settings, metrics: S3SinkMetrics | None = None, *, insights: bool = False) -> None:
+    def __init__(self, settings: Settings, metrics: S3SinkMetrics | None = None, health: Health | None = None, *,
+                 insights: bool = False) -> None:
         self.topics = settings.topics
         super().__init__(settings, settings.s3_insights if insights else settings.s3,
-                         self.topics.insights if insights else self.topics.delivery)
+                         self.topics.insights if insights else self.topics.delivery, health=health)
         self.config = settings.s3
         self.journal_topic = self.topics.s3_insight_journal if insights else self.topics.s3_journal
         self.kind = "CloudTrail-Insight" if insights else "CloudTrail"
@@ -517,6 +519,6 @@ def _folder(object_key: str) -> str:
 class S3InsightSink(S3Sink):
     """`kafkatrail worker s3-insights`: the S3 sink on the Insights topic, writing `CloudTrail-Insight` files."""
 
-    def __init__(self, settings: Settings, metrics: S3SinkMetrics | None = None) -> None:
-        super().__init__(settings, metrics, insights=True)
+    def __init__(self, settings: Settings, metrics: S3SinkMetrics | None = None, health: Health | None = None) -> None:
+        super().__init__(settings, metrics, health, insights=True)
 
