@@ -179,7 +179,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     role_settings = getattr(settings, role.section)
     configure_json_logging()
     worker_class = getattr(importlib.import_module(role.module), role.cls)
-    supervisor = Supervisor(lambda metrics: worker_class(settings, metrics))
+    supervisor = Supervisor(lambda metrics, health: worker_class(settings, metrics, health))
     try:
         server = serve_endpoints(role_settings.metrics_host, role_settings.metrics_port, supervisor.health)
     except OSError as exc:

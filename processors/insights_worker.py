@@ -31,6 +31,7 @@ from confluent_kafka import Message
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
+from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings
 from kafkatrail.processors.insights import INSIGHT_TYPES, InsightsConfig, InsightsDetector
 from kafkatrail.processors.insights_state import changed_records, restore
@@ -63,7 +64,8 @@ class InsightsMetrics:
 class InsightsWorker(TransactionalLoop[InsightsDetector]):
     """One Insights process: a member of the Insights consumer group with one transactional producer."""
 
-    def __init__(self, settings: Settings, metrics: InsightsMetrics | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: InsightsMetrics | None = None,
+                 health: Health | None = None) -> None:
         self.detector_config = InsightsConfig.from_settings(settings.insights)
         self.metrics = metrics or InsightsMetrics()
         self.types: dict[str, frozenset[str]] = {}
@@ -71,7 +73,7 @@ class InsightsWorker(TransactionalLoop[InsightsDetector]):
             settings, settings.insights, batch_max_events=settings.insights.batch_max_events,
             batch_timeout_s=settings.insights.batch_timeout_s,
             changelogs={settings.topics.delivery: settings.topics.insights_changelog},
-            count_transaction=lambda outcome: self.metrics.transactions.labels(outcome).inc())
+            count_transaction=lambda outcome: self.metrics.transactions.labels(outcome).inc(), health=health)
 
     def trail_changed(self, arn: str, trail: Trail | None) -> None:
         types = insight_types(trail) if trail is not None else frozenset()

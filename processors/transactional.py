@@ -37,6 +37,7 @@ from typing import Any, Generic, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings, TransactionalWorkerSettings
 from kafkatrail.core.topics import reader, until_end
 from kafkatrail.runtime.worker import Worker
@@ -58,11 +59,11 @@ class TransactionalLoop(Worker, Generic[State]):
 
     def __init__(self, settings: Settings, config: TransactionalWorkerSettings, *, changelogs: Mapping[str, str],
                  batch_max_events: int, batch_timeout_s: float, count_transaction: Callable[[str], None],
-                 producer_config: dict[str, Any] | None = None) -> None:
+                 producer_config: dict[str, Any] | None = None, health: Health | None = None) -> None:
         """`changelogs`: each input topic and the changelog topic of its partitions' state (one per input)."""
         if not changelogs or len(set(changelogs.values())) != len(changelogs):
             raise ValueError(f"each input topic needs a changelog of its own: {dict(changelogs)}")
-        super().__init__(settings, config, ",".join(changelogs), **{"queued.min.messages": 100_000})
+        super().__init__(settings, config, ",".join(changelogs), health=health, **{"queued.min.messages": 100_000})
         self.config = config
         self.consume_max = batch_max_events
         self.consume_timeout_s = batch_timeout_s

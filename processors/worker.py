@@ -54,6 +54,7 @@ from typing import Any
 
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Message
 
+from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings
 from kafkatrail.processors.dedupe import DedupeWindow, changelog_record, dedupe_time_s
 from kafkatrail.processors.metrics import ProcessorMetrics
@@ -71,7 +72,8 @@ log = logging.getLogger(__name__)
 class ProcessorWorker(TransactionalLoop[DedupeWindow]):
     """One processor process: a member of the processors' consumer group with one transactional producer."""
 
-    def __init__(self, settings: Settings, metrics: ProcessorMetrics | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: ProcessorMetrics | None = None,
+                 health: Health | None = None) -> None:
         self.metrics = metrics or ProcessorMetrics()
         self.selection = Selection()
         self.pipeline = EventPipeline(default_codec().decode, self.selection)
@@ -81,7 +83,7 @@ class ProcessorWorker(TransactionalLoop[DedupeWindow]):
             batch_timeout_s=settings.processors.batch_timeout_s, changelogs=self.sources.changelogs,
             count_transaction=lambda outcome: self.metrics.transactions.labels(outcome).inc(),
             producer_config={"batch.size": 1_000_000, "queue.buffering.max.kbytes": 262_144,
-                             "partitioner": "murmur2_random"})
+                             "partitioner": "murmur2_random"}, health=health)
 
     def trail_changed(self, arn: str, trail: Trail | None) -> None:
         if trail is None:

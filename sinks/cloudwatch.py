@@ -58,6 +58,7 @@ from confluent_kafka import KafkaException, Message, Producer, TopicPartition
 
 from kafkatrail.core import aws
 from kafkatrail.core.aws import AwsCalls, error_code
+from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings
 from kafkatrail.runtime.worker import Worker, WorkerStopping
 from kafkatrail.schemas.contract import DeliveryKey
@@ -188,10 +189,10 @@ class StreamBuffer:
 class CloudWatchSink(Worker):
     """One CloudWatch Logs sink process: a member of the sink's consumer group on the delivery topic."""
 
-    def __init__(self, settings: Settings, metrics: CloudWatchMetrics | None = None, *,
+    def __init__(self, settings: Settings, metrics: CloudWatchMetrics | None = None, health: Health | None = None, *,
                  insights: bool = False) -> None:
         super().__init__(settings, settings.cloudwatch_insights if insights else settings.cloudwatch,
-                         settings.topics.insights if insights else settings.topics.delivery)
+                         settings.topics.insights if insights else settings.topics.delivery, health=health)
         self.config = settings.cloudwatch
         self.consume_max = CONSUME_BATCH
         self.consume_timeout_s = min(CONSUME_WAIT_S, self.config.flush_interval_s)
@@ -347,5 +348,6 @@ class CloudWatchSink(Worker):
 class CloudWatchInsightSink(CloudWatchSink):
     """`kafkatrail worker cloudwatch-insights`: the CloudWatch Logs sink on the Insights topic."""
 
-    def __init__(self, settings: Settings, metrics: CloudWatchMetrics | None = None) -> None:
-        super().__init__(settings, metrics, insights=True)
+    def __init__(self, settings: Settings, metrics: CloudWatchMetrics | None = None,
+                 health: Health | None = None) -> None:
+        super().__init__(settings, metrics, health, insights=True)

@@ -37,6 +37,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from kafkatrail.core import aws
 from kafkatrail.core.aws import AwsCallMetrics, AwsCalls
+from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings
 from kafkatrail.runtime.worker import Worker
 from kafkatrail.schemas.contract import DeliveryKey
@@ -110,8 +111,8 @@ def validating(trail: Trail | None) -> bool:
 class DigestWorker(Worker):
     """The digest writer: reads `stored` journal records, writes signed digests at every period end."""
 
-    def __init__(self, settings: Settings, metrics: DigestMetrics | None = None) -> None:
-        super().__init__(settings, settings.digests, settings.topics.s3_journal)
+    def __init__(self, settings: Settings, metrics: DigestMetrics | None = None, health: Health | None = None) -> None:
+        super().__init__(settings, settings.digests, settings.topics.s3_journal, health=health)
         self.config = settings.digests
         self.metrics = metrics or DigestMetrics()
         self.chains: dict[tuple[str, str, str], ChainState] = {}

@@ -51,6 +51,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from kafkatrail.core import aws
 from kafkatrail.core.aws import AwsCallMetrics, AwsCalls
+from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings
 from kafkatrail.core.topics import reader, until_end
 from kafkatrail.runtime.worker import Worker, WorkerStopping
@@ -111,10 +112,11 @@ class S3SinkMetrics:
 class S3Sink(Worker):
     """One S3 sink process of the sink's consumer group."""
 
-    def __init__(self, settings: Settings, metrics: S3SinkMetrics | None = None, *, insights: bool = False) -> None:
+    def __init__(self, settings: Settings, metrics: S3SinkMetrics | None = None, health: Health | None = None, *,
+                 insights: bool = False) -> None:
         self.topics = settings.topics
         super().__init__(settings, settings.s3_insights if insights else settings.s3,
-                         self.topics.insights if insights else self.topics.delivery)
+                         self.topics.insights if insights else self.topics.delivery, health=health)
         self.config = settings.s3
         self.journal_topic = self.topics.s3_insight_journal if insights else self.topics.s3_journal
         self.kind = "CloudTrail-Insight" if insights else "CloudTrail"
@@ -316,12 +318,14 @@ class S3Sink(Worker):
         for parked in due:
             if self.stopping:
                 return
+            if parked.span.trail_arn not in self.trails:
+                self._release(parked.span, "TrailDeleted")
+        due = [parked for parked in due if parked.span.trail_arn in self.trails]
+        for parked, values in zip(due, self._read_spans([parked.span for parked in due]), strict=True):
+            if self.stopping:
+                return
             span = parked.span
-            trail = self.trails.get(span.trail_arn)
-            if trail is None:
-                self._release(span, "TrailDeleted")
-                continue
-            values = self._read_span(span)
+            trail = self.trails[span.trail_arn]
             if values is None:
                 self._release(span, "RecordsExpired")
                 continue
@@ -350,25 +354,40 @@ class S3Sink(Worker):
         self.parked.ended(span)
         self._report("released", span, reason=reason)
 
-    def _read_span(self, span: FileSpan) -> list[bytes] | None:
-        """The delivery records of a journaled file, read again from the delivery topic; None if any are gone."""
+    def _read_spans(self, spans: list[FileSpan]) -> list[list[bytes] | None]:
+        """The delivery records of each journaled file, read again from the delivery topic by one consumer, in one
+        pass per partition for all of its files; None for a file whose records are gone."""
+        if not spans:
+            return []
+        by_partition: dict[int, list[int]] = {}
+        for index, span in enumerate(spans):
+            by_partition.setdefault(span.partition, []).append(index)
+        values: dict[int, list[bytes]] = {}  # index in `spans` -> its records (absent: its first one is gone)
         consumer = reader(self.settings, f"{self.group_id}-parked")
-        values: list[bytes] = []
-        key = span.delivery_key.encode()
         try:
-            low, _ = consumer.get_watermark_offsets(TopicPartition(self.topic, span.partition),
-                                                    timeout=KAFKA_TIMEOUT_S)
-            if low > span.first_offset:
-                return None
-            consumer.assign([TopicPartition(self.topic, span.partition, span.first_offset)])
-            for message in until_end(consumer, [span.partition], 10 * KAFKA_TIMEOUT_S, self.topic):
-                if message.offset() > span.last_offset:
-                    break
-                if message.key() == key:
-                    values.append(message.value())
+            for partition, indexes in by_partition.items():
+                low, _ = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=KAFKA_TIMEOUT_S)
+                readable = [index for index in indexes if spans[index].first_offset >= low]
+                if not readable:
+                    continue
+                by_key: dict[bytes, list[int]] = {}
+                for index in readable:
+                    values[index] = []
+                    by_key.setdefault(spans[index].delivery_key.encode(), []).append(index)
+                first = min(spans[index].first_offset for index in readable)
+                last = max(spans[index].last_offset for index in readable)
+                consumer.assign([TopicPartition(self.topic, partition, first)])
+                for message in until_end(consumer, [partition], 10 * KAFKA_TIMEOUT_S, self.topic):
+                    offset = message.offset()
+                    if offset > last:
+                        break
+                    for index in by_key.get(message.key(), ()):
+                        if spans[index].first_offset <= offset <= spans[index].last_offset:
+                            values[index].append(message.value())
         finally:
             consumer.close()
-        return values if len(values) == span.records else None
+        return [values[index] if len(values.get(index, ())) == span.records else None
+                for index, span in enumerate(spans)]
 
     def _folder_for(self, trail: Trail, span: FileSpan) -> str:
         """The folder the trail puts this span's file in today (its prefix or organization may have changed)."""
@@ -500,6 +519,6 @@ def _folder(object_key: str) -> str:
 class S3InsightSink(S3Sink):
     """`kafkatrail worker s3-insights`: the S3 sink on the Insights topic, writing `CloudTrail-Insight` files."""
 
-    def __init__(self, settings: Settings, metrics: S3SinkMetrics | None = None) -> None:
-        super().__init__(settings, metrics, insights=True)
+    def __init__(self, settings: Settings, metrics: S3SinkMetrics | None = None, health: Health | None = None) -> None:
+        super().__init__(settings, metrics, health, insights=True)
 

@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable, Iterable
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from kafkatrail.core.compacted import CompactedFeed
 from kafkatrail.core.settings import Settings
-from kafkatrail.core.topics import reader, until_end
 from kafkatrail.trails.errors import TrailError
 from kafkatrail.trails.model import Trail
 
@@ -35,40 +35,15 @@ FILE_ORIGIN = "file"
 API_ORIGIN = "api"
 
 
-class TrailFeed:
+class TrailFeed(CompactedFeed):
     """Follows the trails topic; calls `on_change(arn, trail)` for each definition, `trail=None` for a deletion."""
 
     def __init__(self, settings: Settings, on_change: TrailChange) -> None:
-        self.topic = settings.topics.trails
         self.on_change = on_change
         self.origins: dict[str, str] = {}  # trail ARN -> who wrote its current definition
-        self.positions: dict[int, int] = {}  # partition -> the offset after the last message applied
-        self._consumer = reader(settings, "trail-feed")
-        metadata = self._consumer.list_topics(self.topic, timeout=30).topics[self.topic]
-        if metadata.error is not None:
-            raise KafkaException(metadata.error)
-        self._partitions = sorted(metadata.partitions)
-        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self._partitions])
+        super().__init__(settings, settings.topics.trails, "trails topic")
 
-    def catch_up(self, timeout_s: float = 30.0) -> None:
-        """Apply everything on the topic now; returns once every partition has been read to its end."""
-        for message in until_end(self._consumer, self._partitions, timeout_s, f"trails topic {self.topic}"):
-            self._apply(message)
-
-    def poll(self) -> None:
-        """Apply whatever arrived since the last call, without waiting."""
-        for message in self._consumer.consume(500, timeout=0):
-            self._apply(message)
-
-    def _apply(self, message: Message) -> None:
-        error = message.error()
-        if error is not None:
-            if error.fatal():
-                raise KafkaException(error)
-            if error.code() != KafkaError._PARTITION_EOF:
-                log.warning("trails topic: consumer error", extra={"error": error.str()})
-            return
-        self.positions[message.partition()] = message.offset() + 1
+    def apply(self, message: Message) -> None:
         arn = (message.key() or b"").decode()
         value = message.value()
         if value is None:
@@ -86,9 +61,6 @@ class TrailFeed:
             return
         self.origins[arn] = origin_of(message)
         self.on_change(arn, trail)
-
-    def close(self) -> None:
-        self._consumer.close()
 
 
 def origin_of(message: Message) -> str:

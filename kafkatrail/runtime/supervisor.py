@@ -64,12 +64,12 @@ class SupervisorMetrics:
 
 
 class Supervisor:
-    """Runs the worker `build(metrics)` returns until `stop()`, rebuilding it after each recoverable failure.
+    """Runs the worker `build(metrics, health)` returns until `stop()`, rebuilding it after each recoverable failure.
 
     `build` gets None the first time, then the first worker's `metrics`, so every rebuilt worker counts into the
-    same Prometheus series."""
+    same Prometheus series; and always the supervisor's `health`, which the endpoints serve."""
 
-    def __init__(self, build: Callable[[Any], Worker], metrics: SupervisorMetrics | None = None) -> None:
+    def __init__(self, build: Callable[[Any, Health], Worker], metrics: SupervisorMetrics | None = None) -> None:
         self.build = build
         self.health = Health()
         self.metrics = metrics or SupervisorMetrics()
@@ -88,9 +88,8 @@ class Supervisor:
         while not self._stopped.is_set():
             started = time.monotonic()
             try:
-                worker = self.build(self._role_metrics)
+                worker = self.build(self._role_metrics, self.health)
                 self._role_metrics = getattr(worker, "metrics", None)
-                worker.health = self.health
                 self._worker = worker
                 if self._stopped.is_set():
                     worker.stop()

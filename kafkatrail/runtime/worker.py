@@ -44,11 +44,13 @@ class Worker:
     consume_max = 1_000
     consume_timeout_s = 0.2
 
-    def __init__(self, settings: Settings, role: WorkerSettings, topic: str, **consumer_config: Any) -> None:
+    def __init__(self, settings: Settings, role: WorkerSettings, topic: str, *, health: Health | None = None,
+                 **consumer_config: Any) -> None:
+        """`health`: what /healthz and /readyz report (a worker rebuilt after a failure keeps its predecessor's)."""
         self.settings = settings
         self.role = role
         self.topic = topic
-        self.health = Health()
+        self.health = health if health is not None else Health()
         self.trails: dict[str, Trail] = {}
         self._stopped = threading.Event()
         self.feed = TrailFeed(settings, self._trail_changed)

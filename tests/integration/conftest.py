@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from kafkatrail.core.settings import Settings
+from kafkatrail.core.topics import create_topics
 from kafkatrail.stack import Endpoints
-from tests.integration.pipeline import Workers, pipeline_settings
+from kafkatrail.trails.topic import apply_trails
+from tests.integration.pipeline import TRAILS, Workers, fresh_settings, pipeline_settings
 
 AWSCLI_VERSION = "1.46.2"
 AWSCLI_VENV = Path(".cache/awscli-venv")
@@ -25,11 +28,25 @@ def aws_endpoint(stack: Endpoints) -> str:
 @pytest.fixture
 def workers(stack: Endpoints, tmp_path: Path) -> Iterator[Workers]:
     """Workers on fresh topics (1 s S3 flushes), stopped at the end of the test."""
-    running = Workers(pipeline_settings(stack), tmp_path, env={"AWS_ENDPOINT_URL": stack.aws_endpoint_url})
-    try:
+    with Workers(pipeline_settings(stack), tmp_path, env={"AWS_ENDPOINT_URL": stack.aws_endpoint_url}) as running:
         yield running
-    finally:
-        running.stop_all()
+
+
+@pytest.fixture
+def settings(stack: Endpoints) -> Settings:
+    """Fresh topics and consumer group per test, with the three organization trails applied (a test module may
+    define `settings` of its own)."""
+    settings = fresh_settings(stack.bootstrap_servers)
+    create_topics(settings)
+    apply_trails(settings, TRAILS)
+    return settings
+
+
+@pytest.fixture
+def processors(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
+    """Processors (and other roles) on `settings`, stopped at the end of the test."""
+    with Workers(settings, tmp_path) as workers:
+        yield workers
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,13 @@ import signal
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import Message, Producer, TopicPartition
 
 from kafkatrail.core.settings import Settings, settings_environment
 from kafkatrail.core.topics import create_topics, group_progress, reader, until_end
@@ -53,13 +54,20 @@ def pipeline_settings(stack: Endpoints) -> Settings:
 
 
 class Workers:
-    """Starts, stops and kills `kafkatrail worker <role>` child processes; stops whatever is left at the end."""
+    """Starts, stops and kills `kafkatrail worker <role>` child processes; stops whatever is left at the end (of a
+    `with` block, or on `stop_all()`)."""
 
     def __init__(self, settings: Settings, log_dir: Path, env: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.log_dir = log_dir
         self.running: dict[str, list[WorkerProcess]] = {}
         self.env = {**os.environ, **settings_environment(settings), **(env or {})}
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop_all()
 
     def start(self, role: str = "processors") -> WorkerProcess:
         started = self.running.setdefault(role, [])
@@ -146,3 +154,11 @@ def publish(settings: Settings, records: list[dict[str, Any]]) -> None:
     with EventProducer(settings) as producer:
         for record in records:
             producer.emit(record)
+
+
+def publish_raw(settings: Settings, messages: Iterable[tuple[bytes, bytes, dict[str, Any]]]) -> None:
+    """Put each (key, value, options of `produce`) on the events topic as it is, past the SDK's checks."""
+    producer = Producer(settings.kafka_config(**{"enable.idempotence": True}))
+    for key, value, options in messages:
+        producer.produce(settings.topics.events, value, key, **options)
+    assert producer.flush(30) == 0

@@ -13,17 +13,12 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from http.client import HTTPResponse
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.config import Config
-from botocore.credentials import Credentials
 
 from kafkatrail.api.auth import Principal, write_credentials
 from kafkatrail.core.settings import Settings, settings_environment
@@ -32,11 +27,11 @@ from kafkatrail.stack.processes import free_port
 from kafkatrail.trails.model import Trail
 from kafkatrail.trails.topic import apply_trails, current_trails_and_origins
 from tests.integration.pipeline import Workers, pipeline_settings, publish, simulate
+from tests.signed_client import TARGET_PREFIX, cloudtrail_client, exchange, signed_call
 
 KEY, SECRET = "testing", "testing"  # the stack's AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: aws-cli signs with them
 OTHER_KEY, OTHER_SECRET = "OTHERKEY0001", "other-secret"
 OTHER_ACCOUNT = "999988887777"
-TARGET = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
 RECORDS = simulate(3_000, seed=7, duplicates=0.0)
 ACCOUNT, REGION = Counter((r["recipientAccountId"], r["awsRegion"]) for r in RECORDS).most_common(1)[0][0]
 
@@ -82,8 +77,7 @@ class Api:
                 self.process.wait()
 
     def client(self, region: str = REGION, key: str = KEY, secret: str = SECRET) -> Any:
-        return boto3.client("cloudtrail", endpoint_url=self.url, region_name=region, aws_access_key_id=key,
-                            aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+        return cloudtrail_client(self.url, region, key, secret)
 
     def aws(self, aws_cli: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "AWS_ENDPOINT_URL_CLOUDTRAIL": self.url, "AWS_ACCESS_KEY_ID": KEY,
@@ -102,37 +96,9 @@ def api(stack: Endpoints, tmp_path: Path) -> Iterator[Api]:
         running.stop()
 
 
-def exchange(url: str, request: bytes, timeout_s: float = 15) -> tuple[int, dict[str, str], bytes]:
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout_s) as connection:
-        connection.sendall(request)
-        response = HTTPResponse(connection)
-        response.begin()
-        return response.status, dict(response.getheaders()), response.read()
-
-
-def signed_request(url: str, operation: str | None, body: bytes, key: str = KEY, secret: str = SECRET,
-                   at: float | None = None, region: str = REGION) -> bytes:
-    """A raw HTTP request signed by botocore's SigV4Auth as of `at` (default now)."""
-    amz_date = datetime.fromtimestamp(time.time() if at is None else at, UTC).strftime("%Y%m%dT%H%M%SZ")
-    host = url.removeprefix("http://")
-    headers = {"Content-Type": "application/x-amz-json-1.1", "Host": host, "X-Amz-Date": amz_date}
-    if operation is not None:
-        headers["X-Amz-Target"] = TARGET + operation
-    request = AWSRequest(method="POST", url=url + "/", data=body, headers=headers)
-    request.context["timestamp"] = amz_date
-    signer = SigV4Auth(Credentials(key, secret), "cloudtrail", region)
-    to_sign = signer.headers_to_sign(request)
-    signature = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
-    headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={key}/{signer.credential_scope(request)}, "
-                                f"SignedHeaders={signer.signed_headers(to_sign)}, Signature={signature}")
-    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    return f"POST / HTTP/1.1\r\n{lines}Content-Length: {len(body)}\r\n\r\n".encode() + body
-
-
 def call(url: str, operation: str | None, body: bytes = b"{}", **signing: Any) -> tuple[int, dict[str, Any]]:
-    status, _, answer = exchange(url, signed_request(url, operation, body, **signing))
-    return status, json.loads(answer)
+    """A call signed with aws-cli's key in REGION (or as `signing` says: key, secret, at, region)."""
+    return signed_call(url, operation, body, **{"key": KEY, "secret": SECRET, "region": REGION, **signing})
 
 
 def cli_json(result: subprocess.CompletedProcess[str]) -> Any:
@@ -282,7 +248,7 @@ def test_sigv4_refusals(api: Api) -> None:
     arn = f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/mine"
     body = json.dumps({"Name": arn}).encode()
     status, _, answer = exchange(api.url, (
-        f"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: {TARGET}GetTrail\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: {TARGET_PREFIX}GetTrail\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body)
     assert (status, json.loads(answer)["__type"]) == (403, "MissingAuthenticationTokenException")
     cases = [

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Producer
 
 from kafkatrail.core.settings import Settings
 from kafkatrail.core.topics import create_topics
@@ -23,12 +22,12 @@ from kafkatrail.sinks.journal import FileSpan
 from kafkatrail.stack import Endpoints
 from kafkatrail.trails.topic import apply_trails
 from tests.integration.pipeline import (
-    TRAILS,
     Workers,
     delivered_pairs,
     expected_pairs,
     fresh_settings,
     publish,
+    publish_raw,
     read_topic,
     simulate,
     wait_for_progress,
@@ -63,19 +62,18 @@ def test_a_nested_event_time_neither_crashes_the_sink_nor_reaches_the_journal(
         datetime.fromisoformat(span.oldest_event_time).astimezone(UTC)
 
 
-def test_dedupe_keeps_the_first_record_against_clocks_keys_case_and_forgeries(workers: Workers) -> None:
+def test_dedupe_keeps_the_first_record_against_clocks_keys_case_and_forgeries(
+        settings: Settings, processors: Workers) -> None:
     """Finding 4 and 5: a record stamped 400 days ahead, copies in upper case, a record keyed otherwise, and a
     forged record published before the real one with its eventID."""
-    settings = workers.settings
-    apply_trails(settings, TRAILS)
     records = simulate(300, seed=43, duplicates=0.0)
     first, future, real, other_key = records[:200], records[200], records[201], records[202]
     forged = {**real, "eventName": "DescribeTrails", "readOnly": True}
     ahead_ms = int((time.time() + 400 * 86_400) * 1000)
-    producer = Producer(settings.kafka_config(**{"enable.idempotence": True}))
+    messages: list[tuple[bytes, bytes, dict[str, Any]]] = []
 
     def send(record: dict[str, Any], key: str, **options: Any) -> None:
-        producer.produce(settings.topics.events, encode_event(record), key.encode(), **options)
+        messages.append((key.encode(), encode_event(record), options))
 
     for record in first:
         send(record, record["eventID"])
@@ -88,9 +86,9 @@ def test_dedupe_keeps_the_first_record_against_clocks_keys_case_and_forgeries(wo
     for i, record in enumerate(first):  # every record again: half as it was, half with the eventID in upper case
         copy = {**record, "eventID": record["eventID"].upper()} if i % 2 else record
         send(copy, record["eventID"])
-    assert producer.flush(30) == 0
-    workers.start("processors")
-    wait_for_progress(settings, workers, 1.0)
+    publish_raw(settings, messages)
+    processors.start()
+    wait_for_progress(settings, processors, 1.0)
 
     pairs = delivered_pairs(settings)
     assert set(pairs) == expected_pairs([*first, future, forged])
@@ -124,8 +122,7 @@ def test_files_a_bucket_refuses_are_parked_while_other_trails_flow_then_stored_o
     settings = fresh_settings(stack.bootstrap_servers, s3={"flush_interval_s": 1, "max_file_records": 2_000,
                                                            "parked_retry_interval_s": 3_600})
     create_topics(settings)
-    workers = Workers(settings, tmp_path, env={"AWS_ENDPOINT_URL": aws_endpoint})
-    try:
+    with Workers(settings, tmp_path, env={"AWS_ENDPOINT_URL": aws_endpoint}) as workers:
         (management, eu_writes, s3_writes), _, _ = aws_resources(aws_endpoint)
         missing = uuid.uuid4().hex[:8]
         to_fix = dataclasses.replace(eu_writes, s3_bucket_name=f"missing-{missing}")
@@ -164,5 +161,3 @@ def test_files_a_bucket_refuses_are_parked_while_other_trails_flow_then_stored_o
         stored_keys = Counter(span.object_key for kind, span in journal if kind == "stored")
         assert max(stored_keys.values()) == 1
         assert {key for _, key in stored_files(aws_endpoint, (management, fixed))} == set(stored_keys)
-    finally:
-        workers.stop_all()

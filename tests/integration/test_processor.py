@@ -6,47 +6,24 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Producer
 
 from kafkatrail.core.settings import Settings
-from kafkatrail.core.topics import create_topics
 from kafkatrail.schemas.codec import encode_event
-from kafkatrail.stack import Endpoints
 from kafkatrail.trails.topic import apply_trails
 from tests.integration.pipeline import (
     TRAILS,
     Workers,
     delivered_pairs,
     expected_pairs,
-    fresh_settings,
     publish,
+    publish_raw,
     read_topic,
     simulate,
     wait_for_progress,
 )
-
-
-@pytest.fixture
-def settings(stack: Endpoints) -> Settings:
-    """Fresh topics and consumer group per test, with the three organization trails applied."""
-    settings = fresh_settings(stack.bootstrap_servers)
-    create_topics(settings)
-    apply_trails(settings, TRAILS)
-    return settings
-
-
-@pytest.fixture
-def processors(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
-    workers = Workers(settings, tmp_path)
-    try:
-        yield workers
-    finally:
-        workers.stop_all()
 
 
 @pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
@@ -98,13 +75,13 @@ def test_malformed_input_goes_to_the_dead_letter_topic_and_no_valid_event_is_los
     valid = [(r["eventID"].encode(), encode_event(r)) for r in records]
     malformed = [(f"bad-{i}".encode(), MALFORMED_KINDS[i % len(MALFORMED_KINDS)](i, records[i]))
                  for i in range(1_000)]
-    producer = Producer(settings.kafka_config(**{"enable.idempotence": True}))
+    messages = []
     for i, (key, value) in enumerate(valid):
-        producer.produce(settings.topics.events, value, key)
+        messages.append((key, value, {}))
         if i % 5 == 0:
             bad_key, bad_value = malformed[i // 5]
-            producer.produce(settings.topics.events, bad_value, bad_key)
-    assert producer.flush(30) == 0
+            messages.append((bad_key, bad_value, {}))
+    publish_raw(settings, messages)
 
     processors.start()
     wait_for_progress(settings, processors, 1.0)

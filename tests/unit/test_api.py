@@ -13,17 +13,11 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from http.client import HTTPResponse
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.session
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.config import Config
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from botocore.parsers import create_parser
 
@@ -35,6 +29,7 @@ from kafkatrail.schemas.contract import TrailStatusUpdate
 from kafkatrail.sinks.signing_keys import SigningKeys
 from kafkatrail.sinks.status import StatusReporter
 from kafkatrail.trails.model import Trail
+from tests.signed_client import TARGET_PREFIX, cloudtrail_client, exchange, signed_call, signed_headers
 
 ACCOUNT, OTHER_ACCOUNT, ORG_ACCOUNT = "111122223333", "444455556666", "777788889999"
 ORG = "o-a1b2c3d4e5"
@@ -148,9 +143,7 @@ def check_response(http_response: Any, model: Any, **_: Any) -> None:
 
 
 def client(endpoint: Endpoint | str, region: str = "us-east-1", key: str = KEY, secret: str = SECRET) -> Any:
-    url = endpoint.url if isinstance(endpoint, Endpoint) else endpoint
-    ct = boto3.client("cloudtrail", endpoint_url=url, region_name=region, aws_access_key_id=key,
-                      aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+    ct = cloudtrail_client(endpoint.url if isinstance(endpoint, Endpoint) else endpoint, region, key, secret)
     ct.meta.events.register("after-call.cloudtrail", check_response)
     return ct
 
@@ -164,35 +157,9 @@ def code_of(call: Any) -> str:
 # --- SigV4 (botocore-signed requests, verified with botocore's signer) ---------------------------------------------
 
 
-def signed(key: str, secret: str, at: float, body: bytes = b"{}", service: str = "cloudtrail",
-           region: str = "us-east-1") -> dict[str, str]:
-    request = AWSRequest(method="POST", url="http://127.0.0.1:8470/", data=body, headers={
-        "Content-Type": "application/x-amz-json-1.1",
-        "X-Amz-Target": "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.ListTrails"})
-    signer = SigV4Auth(Credentials(key, secret), service, region)
-    real = time.time
-    try:
-        import botocore.auth
-        fixed = datetime.fromtimestamp(at, UTC).replace(tzinfo=None)
-        original = botocore.auth.datetime.datetime
-
-        class Frozen(original):  # type: ignore[misc, valid-type]
-            @classmethod
-            def utcnow(cls) -> Any:
-                return fixed
-
-            @classmethod
-            def now(cls, tz: Any = None) -> Any:
-                return fixed.replace(tzinfo=tz) if tz else fixed
-
-        botocore.auth.datetime.datetime = Frozen
-        signer.add_auth(request)
-    finally:
-        botocore.auth.datetime.datetime = original
-        time.time = real
-    headers = dict(request.headers.items())
-    headers["Host"] = "127.0.0.1:8470"
-    return headers
+def signed(key: str, secret: str, at: float, service: str = "cloudtrail") -> dict[str, str]:
+    return signed_headers("http://127.0.0.1:8470", "ListTrails", b"{}", key=key, secret=secret, region="us-east-1",
+                          at=at, service=service)
 
 
 class CaseInsensitive(dict):  # type: ignore[type-arg]
@@ -575,29 +542,11 @@ def test_the_logic_runs_without_http() -> None:
 # --- HTTP hardening -------------------------------------------------------------------------------------------
 
 
-def raw_exchange(url: str, request: bytes, timeout_s: float = 15) -> tuple[int, dict[str, str], bytes]:
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout_s) as connection:
-        connection.sendall(request)
-        response = HTTPResponse(connection)
-        response.begin()
-        return response.status, dict(response.getheaders()), response.read()
-
-
 def raw_call(endpoint: Endpoint, operation: str, body: dict[str, Any], region: str = "us-east-1") -> tuple[int, Any]:
     """A signed call whose body goes as is (no client-side validation)."""
-    payload = json.dumps(body).encode()
-    request = AWSRequest(method="POST", url=endpoint.url + "/", data=payload, headers={
-        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": TARGET_PREFIX + operation})
-    SigV4Auth(Credentials(KEY, SECRET), "cloudtrail", region).add_auth(request)
-    headers = "".join(f"{k}: {v}\r\n" for k, v in request.headers.items())
-    host = endpoint.url.removeprefix("http://")
-    status, _, answer = raw_exchange(endpoint.url, (
-        f"POST / HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Length: {len(payload)}\r\n\r\n").encode() + payload)
-    return status, json.loads(answer)
+    return signed_call(endpoint.url, operation, json.dumps(body).encode(), key=KEY, secret=SECRET, region=region)
 
 
-TARGET_PREFIX = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
 TARGET = TARGET_PREFIX + "DescribeTrails"
 HOSTILE = {
     "a negative Content-Length": (
@@ -618,27 +567,21 @@ HOSTILE = {
 @pytest.mark.parametrize(("request_text", "status", "code"), HOSTILE.values(), ids=HOSTILE.keys())
 def test_hostile_requests_get_a_json_error_at_once(endpoint: Endpoint, request_text: str, status: int,
                                                    code: str) -> None:
-    answered, headers, body = raw_exchange(endpoint.url, request_text.encode(), timeout_s=5)
+    answered, headers, body = exchange(endpoint.url, request_text.encode(), timeout_s=5)
     assert answered == status
     assert json.loads(body)["__type"] == code
     assert "Python" not in headers.get("Server", "") and "Traceback" not in body.decode()
 
 
-@pytest.mark.parametrize(("body", "target", "code"), [
-    (b"{not json", TARGET, "SerializationException"),
-    (b"[1]", TARGET, "SerializationException"),
-    (b"{}", TARGET_PREFIX + "LaunchRockets", "UnknownOperationException"),
-    (b"{}", "", "UnknownOperationException"),
+@pytest.mark.parametrize(("body", "operation", "code"), [
+    (b"{not json", "DescribeTrails", "SerializationException"),
+    (b"[1]", "DescribeTrails", "SerializationException"),
+    (b"{}", "LaunchRockets", "UnknownOperationException"),
+    (b"{}", None, "UnknownOperationException"),
 ])
-def test_signed_but_malformed_calls(endpoint: Endpoint, body: bytes, target: str, code: str) -> None:
-    request = AWSRequest(method="POST", url=endpoint.url + "/", data=body, headers={
-        "Content-Type": "application/x-amz-json-1.1", **({"X-Amz-Target": target} if target else {})})
-    SigV4Auth(Credentials(KEY, SECRET), "cloudtrail", "us-east-1").add_auth(request)
-    headers = "".join(f"{k}: {v}\r\n" for k, v in request.headers.items())
-    status, _, answer = raw_exchange(endpoint.url, (
-        f"POST / HTTP/1.1\r\nHost: {endpoint.url.removeprefix('http://')}\r\n{headers}"
-        f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
-    assert (status, json.loads(answer)["__type"]) == (400, code)
+def test_signed_but_malformed_calls(endpoint: Endpoint, body: bytes, operation: str | None, code: str) -> None:
+    status, answer = signed_call(endpoint.url, operation, body, key=KEY, secret=SECRET, region="us-east-1")
+    assert (status, answer["__type"]) == (400, code)
 
 
 def test_an_unexpected_failure_is_a_logged_500_without_details(tmp_path: Path,
@@ -660,7 +603,7 @@ def test_a_client_that_stops_sending_gets_a_timeout(tmp_path: Path) -> None:
     api = CloudTrailApi(MemoryStore(), tmp_path)
     for url in run_server(ApiHandler(api, PRINCIPALS, "us-east-1", body_timeout_s=0.5)):
         began = time.monotonic()
-        status, _, body = raw_exchange(url, (
+        status, _, body = exchange(url, (
             f"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: {TARGET}\r\nContent-Length: 10\r\n\r\n{{").encode())
         assert (status, json.loads(body)["__type"]) == (408, "RequestTimeout")
         assert time.monotonic() - began < 5

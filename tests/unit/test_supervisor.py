@@ -40,10 +40,10 @@ def test_recoverable(exc: BaseException, expected: bool) -> None:
 class FakeWorker:
     """Fails with the next planned exception, or runs until stopped."""
 
-    def __init__(self, failure: BaseException | None, metrics: Any) -> None:
+    def __init__(self, failure: BaseException | None, metrics: Any, health: Any) -> None:
         self.failure = failure
         self.metrics = metrics if metrics is not None else object()
-        self.health: Any = None
+        self.health = health
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -58,8 +58,8 @@ class FakeWorker:
 def supervise(failures: list[BaseException | None]) -> tuple[Supervisor, list[FakeWorker]]:
     built: list[FakeWorker] = []
 
-    def build(metrics: Any) -> Any:
-        built.append(FakeWorker(failures.pop(0) if failures else None, metrics))
+    def build(metrics: Any, health: Any) -> Any:
+        built.append(FakeWorker(failures.pop(0) if failures else None, metrics, health))
         return built[-1]
 
     return Supervisor(build, SupervisorMetrics(CollectorRegistry())), built
