@@ -11,15 +11,18 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
+import orjson
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from confluent_kafka import Producer
 
 from kafkatrail.core.settings import Settings
 from kafkatrail.schemas.contract import record_category
@@ -28,7 +31,6 @@ from kafkatrail.stack import Endpoints
 from tests.integration.pipeline import Workers, pipeline_settings, publish, simulate
 from tests.integration.test_api import KEY, SECRET, Api
 from tests.integration.test_clean_stop import Replay, wait_until_working
-
 
 CLI = [sys.executable, "-m", "kafkatrail.cli"]
 
@@ -62,6 +64,24 @@ def wait_until_stored(settings: Settings, workers: Workers, expected: int, timeo
         time.sleep(0.5)
     raise AssertionError(f"{sum(stored_event_ids(settings).values())} of {expected} events stored in {timeout_s} s:\n"
                          f"{workers.log_tail()}")
+
+
+def insight_record(account: str, region: str) -> dict[str, Any]:
+    """An Insights record as the Insights worker writes it (its name and source are in insightDetails)."""
+    moment = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:00Z")
+    return {"eventVersion": "1.08", "eventTime": moment, "awsRegion": region, "eventID": str(uuid.uuid4()),
+            "eventType": "AwsCloudTrailInsight", "recipientAccountId": account, "sharedEventID": str(uuid.uuid4()),
+            "insightDetails": {"state": "Start", "eventSource": "ec2.amazonaws.com", "eventName": "RunInstances",
+                               "insightType": "ApiCallRateInsight", "insightContext": {"statistics": {
+                                   "baseline": {"average": 0.1}, "insight": {"average": 4.2},
+                                   "baselineDuration": 10080}}},
+            "eventCategory": "Insight"}
+
+
+def publish_json(settings: Settings, topic: str, record: dict[str, Any]) -> None:
+    producer = Producer(settings.kafka_config())
+    producer.produce(topic, orjson.dumps(record), record["eventID"].encode())
+    assert producer.flush(30) == 0
 
 
 def management_ids(records: list[dict[str, Any]]) -> set[str]:
@@ -235,7 +255,7 @@ def test_bad_lookups_get_the_aws_error_and_the_server_goes_on(stack: Endpoints, 
         api.stop()
 
 
-def test_a_token_replayed_with_other_parameters_or_by_another_account_is_refused(
+def test_insights_only_with_their_category_and_a_token_only_for_its_request_and_caller(
         stack: Endpoints, tmp_path: Path) -> None:
     settings = history_settings(stack, tmp_path)
     records = recent(600, seed=1400, duplicates=0.0)
@@ -247,8 +267,22 @@ def test_a_token_replayed_with_other_parameters_or_by_another_account_is_refused
         workers.start("history")
         publish(settings, records)
         wait_until_stored(settings, workers, len(management_ids(records)))
+        insight = insight_record(account, region)
+        publish_json(settings, settings.topics.insights, insight)
+        wait_until_stored(settings, workers, len(management_ids(records)) + 1)
         api = Api(stack, tmp_path, settings=settings, account=account)
         client = api.client(region)
+        insights = client.lookup_events(EventCategory="insight")["Events"]
+        assert [(e["EventId"], e["EventName"], e["EventSource"]) for e in insights] == [
+            (insight["eventID"], "RunInstances", "ec2.amazonaws.com")]
+        assert json.loads(insights[0]["CloudTrailEvent"]) == insight
+        by_name = client.lookup_events(EventCategory="insight", LookupAttributes=[
+            {"AttributeKey": "EventName", "AttributeValue": "RunInstances"}])["Events"]
+        assert [e["EventId"] for e in by_name] == [insight["eventID"]]
+        management = client.get_paginator("lookup_events").paginate().build_full_result()["Events"]
+        assert insight["eventID"] not in {e["EventId"] for e in management}, "Insights only with EventCategory"
+        assert len(management) == len([r for r in records if record_category(r) == "Management"
+                                       and (r["recipientAccountId"], r["awsRegion"]) == (account, region)])
         first = client.lookup_events(MaxResults=3)
         token = first["NextToken"]
         again = client.lookup_events(MaxResults=3, NextToken=token)
