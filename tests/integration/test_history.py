@@ -134,8 +134,8 @@ def cli_pages(api: Api, aws_cli: Path, region: str, *arguments: str, page_items:
     pages, token = [], None
     while True:
         extra = ["--starting-token", token] if token else []
-        done = api.aws(aws_cli, "lookup-events", "--region", region, *arguments, "--max-items", str(page_items), "--page-size", "5",
-                       *extra)
+        done = api.aws(aws_cli, "lookup-events", "--region", region, *arguments, "--max-items", str(page_items),
+                       "--page-size", "5", *extra)
         assert done.returncode == 0, done.stderr
         output = json.loads(done.stdout)
         pages.append(output["Events"])
@@ -175,7 +175,8 @@ def test_aws_cli_lookup_events_pages_through_exactly_what_the_store_holds(
         wait_until_stored(settings, workers, len(management_ids(records)))
         api = Api(stack, tmp_path, settings=settings, account=account)
         mine = {r["eventID"]: r for r in records
-                if record_category(r) == "Management" and (r["recipientAccountId"], r["awsRegion"]) == (account, region)}
+                if record_category(r) == "Management"
+                and (r["recipientAccountId"], r["awsRegion"]) == (account, region)}
         rng = random.Random(5)
         chosen = rng.choice(sorted(mine.values(), key=lambda r: r["eventID"]))
         fields = lookup_fields(chosen)
