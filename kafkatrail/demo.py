@@ -149,8 +149,9 @@ def start_api(settings: Settings, like: Trail,
 
 def show_console_logins(client: Any, account: str) -> None:
     """Event history: LookupEvents for the ConsoleLogin events of one simulated account in us-east-1."""
-    events = client.get_paginator("lookup_events").paginate(
-        LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "ConsoleLogin"}]).build_full_result()["Events"]
+    pages = client.get_paginator("lookup_events").paginate(
+        LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "ConsoleLogin"}])
+    events = pages.build_full_result()["Events"]
     print(f"LookupEvents EventName=ConsoleLogin (account {account}, us-east-1, through the API): {len(events)} "
           "event(s), newest first")
     for event in events[:5]:

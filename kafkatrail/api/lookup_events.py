@@ -2,7 +2,7 @@
 the NextToken.
 
 Request rules (AWS's, docs/cloudtrail.md §10): at most one lookup attribute; with `EventCategory=insight` only
-EventId, EventName and EventSource; MaxResults 1–50 (default 50); StartTime defaults to the oldest event kept
+EventId, EventName and EventSource; MaxResults 1 to 50 (default 50); StartTime defaults to the oldest event kept
 (`history.retention_days` back), EndTime to now, and StartTime after EndTime is refused. Every refusal is an
 AWS error code naming the member and the rule.
 
