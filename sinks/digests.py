@@ -261,7 +261,7 @@ class DigestWorker(Worker):
             records, reached = self.sort(self.consumer.consume(1000, timeout=0.2))
             for message in records:
                 self._take(message)
-            for partition, offset in reached:
+            for _, partition, offset in reached:
                 self.reached_end(partition, offset)
         log.warning("journal not read to its end before the digest; late files go to the next digest")
 

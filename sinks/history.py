@@ -81,6 +81,7 @@ class HistoryWorker(Worker):
         self.metrics = metrics or HistoryMetrics()
         self.sources = [topics.history, topics.insights]
         self.store = HistoryStore(settings.history.store_path)
+        self._stored: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset the store holds
         self._next_purge = 0.0
         self._next_size = 0.0
 
@@ -93,6 +94,7 @@ class HistoryWorker(Worker):
         stored = {topic: self.store.next_offsets(topic) for topic in {tp.topic for tp in partitions}}
         for tp in partitions:
             tp.offset = stored[tp.topic].get(tp.partition, OFFSET_BEGINNING)
+            self._stored[tp.topic, tp.partition] = tp.offset
         self.consumer.assign(partitions)
 
     def handle_batch(self, records: list[Message]) -> None:
@@ -105,10 +107,19 @@ class HistoryWorker(Worker):
             next_offsets[message.partition()] = message.offset() + 1
         for topic, (values, next_offsets) in by_topic.items():
             stored = self.store.append(topic, next_offsets, values)
+            self._stored.update(((topic, partition), offset) for partition, offset in next_offsets.items())
             self.metrics.stored.labels(topic).inc(stored)
             self.metrics.repeats.inc(len(values) - stored)
             self._show_progress(topic, next_offsets)
         self._housekeeping()
+
+    def reached_topic_end(self, topic: str, partition: int, offset: int) -> None:
+        """At the end of a partition, store the end offset too: what lies past the last record (the markers of the
+        processor's transactions) holds no event, and without this the group's lag would never read 0."""
+        if self._stored.get((topic, partition), OFFSET_BEGINNING) < offset:
+            self.store.append(topic, {partition: offset}, [])
+            self._stored[topic, partition] = offset
+            self._show_progress(topic, {partition: offset})
 
     def _show_progress(self, topic: str, next_offsets: dict[int, int]) -> None:
         """Commit the stored offsets to Kafka too, for consumer-group lag only: a refusal (a rebalance under way)

@@ -80,8 +80,8 @@ class Worker:
                 self.feed.poll()
                 records, ends = self.sort(self.consumer.consume(self.consume_max, timeout=self.consume_timeout_s))
                 self.handle_batch(records)
-                for partition, offset in ends:
-                    self.reached_end(partition, offset)
+                for topic, partition, offset in ends:
+                    self.reached_topic_end(topic, partition, offset)
             self.finish()
         except WorkerStopping:
             log.warning("stopped with work in hand; the partitions' next owner takes it over")
@@ -101,16 +101,16 @@ class Worker:
         """Sleep `seconds`, or less if a stop arrives (for back-off between retries)."""
         self._stopped.wait(seconds)
 
-    def sort(self, messages: list[Message]) -> tuple[list[Message], list[tuple[int, int]]]:
-        """The records among `messages`, and the (partition, offset) of its end-of-partition events, each list in
-        the order consumed; a fatal error raises, others are logged. Take the ends only after the records."""
+    def sort(self, messages: list[Message]) -> tuple[list[Message], list[tuple[str, int, int]]]:
+        """The records among `messages`, and the (topic, partition, offset) of its end-of-partition events, each
+        list in the order consumed; a fatal error raises, others are logged. Take the ends only after the records."""
         records, ends = [], []
         for message in messages:
             error = message.error()
             if error is None:
                 records.append(message)
             elif error.code() == KafkaError._PARTITION_EOF:
-                ends.append((message.partition(), message.offset()))
+                ends.append((message.topic(), message.partition(), message.offset()))
             elif error.fatal():
                 raise KafkaException(error)
             else:
@@ -163,6 +163,10 @@ class Worker:
 
     def reached_end(self, partition: int, offset: int) -> None:
         """The consumer reached the end of `partition` at `offset`: every record below it was handed over."""
+
+    def reached_topic_end(self, topic: str, partition: int, offset: int) -> None:
+        """`reached_end` for a role that reads several topics; by default a one-topic role's `reached_end`."""
+        self.reached_end(partition, offset)
 
     def on_assign(self, partitions: list[TopicPartition]) -> None:
         """Partitions were assigned (inside the consumer's callback)."""

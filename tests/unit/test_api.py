@@ -536,7 +536,7 @@ def test_the_logic_runs_without_http() -> None:
     call = Call(PRINCIPALS[KEY], "us-east-1", {"Name": "local"})
     assert api.call("GetTrail", call)["Trail"]["Name"] == "local"
     with pytest.raises(ApiError, match=r"UnknownOperation|not an operation"):
-        api.call("LookupEvents", call)
+        api.call("CreateEventDataStore", call)
 
 
 # --- HTTP hardening -------------------------------------------------------------------------------------------

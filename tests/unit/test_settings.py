@@ -29,6 +29,7 @@ def test_defaults_follow_the_design() -> None:
         "insights_changelog": "cloudtrail.insights.state-changelog", "s3_journal": "cloudtrail.sinks.s3-journal",
         "s3_insight_journal": "cloudtrail.sinks.s3-insight-journal",
         "delivery_failures": "cloudtrail.delivery-failures", "trail_status": "cloudtrail.trail-status",
+        "history": "cloudtrail.history",
     }
 
 
@@ -39,7 +40,7 @@ def test_one_prefix_renames_every_topic(monkeypatch: pytest.MonkeyPatch) -> None
         "acme.audit.notifications", "acme.audit.trails", "acme.audit.processors.dedupe-changelog",
         "acme.audit.insights.state-changelog", "acme.audit.sinks.s3-journal", "acme.audit.sinks.s3-insight-journal",
         "acme.audit.trail-status",
-        "acme.audit.delivery-failures",
+        "acme.audit.delivery-failures", "acme.audit.history",
     }
 
 

@@ -112,4 +112,4 @@ def test_topics_create_makes_each_source_topic_and_its_changelog() -> None:
     assert changelog.config == specs["cloudtrail.processors.dedupe-changelog"].config
     assert {spec.num_partitions for spec in specs.values()} == {4}
     assert specs[TEAM_A].config == {"message.timestamp.type": "LogAppendTime"}  # dedupe runs on the broker's clock
-    assert len(topic_specs(Settings())) == 12
+    assert len(topic_specs(Settings())) == 13

@@ -17,6 +17,9 @@ class FakeMessage:
     def __init__(self, partition: int, offset: int, error: KafkaError | None = None) -> None:
         self._partition, self._offset, self._error = partition, offset, error
 
+    def topic(self) -> str:
+        return "cloudtrail.delivery"
+
     def partition(self) -> int:
         return self._partition
 
