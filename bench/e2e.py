@@ -36,6 +36,7 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 from workers import Worker
 
+from kafkatrail.core.kafka_clients import kafka_config
 from kafkatrail.core.settings import Settings, StackSettings, settings_environment, shipped_file
 from kafkatrail.core.topics import create_topics, reader, until_end
 from kafkatrail.processors.selectors import Selection
@@ -75,7 +76,7 @@ class Offsets:
         self.groups = ((settings.processors.group_id, settings.topics.events),
                        (settings.s3.group_id, settings.topics.delivery))
         self.partitions = settings.topic_partitions
-        self.readers = {group: Consumer(settings.kafka_config(**{"group.id": group})) for group, _ in self.groups}
+        self.readers = {group: Consumer(kafka_config(settings, **{"group.id": group})) for group, _ in self.groups}
 
     def at_ends(self) -> bool:
         """Processors first: once they are at the end, the delivery topic has its final end."""
@@ -130,7 +131,7 @@ class Announcements:
 
     def __init__(self, settings: Settings) -> None:
         topic = settings.topics.notifications
-        self.consumer = Consumer(settings.kafka_config(**{"group.id": f"{settings.topic_prefix}-latency",
+        self.consumer = Consumer(kafka_config(settings, **{"group.id": f"{settings.topic_prefix}-latency",
                                                           "enable.auto.commit": False}))
         tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
         self.consumer.assign([TopicPartition(topic, tp.partition, self.consumer.get_watermark_offsets(

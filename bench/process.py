@@ -29,6 +29,7 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 from workers import Worker
 
+from kafkatrail.core.kafka_clients import kafka_config
 from kafkatrail.core.settings import Settings, StackSettings, settings_environment
 from kafkatrail.core.topics import create_topics
 from kafkatrail.processors.dedupe import DedupeWindow
@@ -102,7 +103,7 @@ def measure_latency(processor: Processor, settings: Settings, already: int, rate
     sent: dict[str, float] = {}
     arrived: dict[str, float] = {}
     topic = settings.topics.delivery
-    consumer = Consumer(settings.kafka_config(**{"group.id": f"{settings.topic_prefix}-latency",
+    consumer = Consumer(kafka_config(settings, **{"group.id": f"{settings.topic_prefix}-latency",
                                                  "enable.auto.commit": False, "isolation.level": "read_committed"}))
     partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p))[1])

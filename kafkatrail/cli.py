@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -11,9 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
 from kafkatrail import __version__
+from kafkatrail.core.failures import KAFKA_AUTH_CODES, Unreachable, check_kafka, kafka_failure, timeout_failure
 from kafkatrail.core.settings import Settings, SettingsError, TransactionalWorkerSettings, load_settings
 from kafkatrail.producers.event_producer import DeliveryError, EventProducer, InvalidEventError
 from kafkatrail.stack import LocalStack, StackError
@@ -34,7 +37,26 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["stack"] = stack
     if getattr(args, "partitions", None) is not None:
         overrides["topic_partitions"] = args.partitions
+    if getattr(args, "timeout", None) is not None:
+        overrides["aws"] = {"connect_timeout_s": args.timeout, "read_timeout_s": args.timeout}
     return load_settings(args.config, **overrides)
+
+
+Command = Callable[[argparse.Namespace], int]
+DEFAULT_TIMEOUT_S = 15.0
+
+
+def reaching_kafka(when: Callable[[argparse.Namespace], bool] = lambda args: True) -> Callable[[Command], Command]:
+    """A command that needs the broker (`when` its arguments say so) first checks that it answers within
+    --timeout, so an unreachable broker is one line before any work starts."""
+    def decorate(command: Command) -> Command:
+        @functools.wraps(command)
+        def checked(args: argparse.Namespace) -> int:
+            if when(args):
+                check_kafka(_settings(args), args.timeout)
+            return command(args)
+        return checked
+    return decorate
 
 
 def cmd_stack_up(args: argparse.Namespace) -> int:
@@ -53,7 +75,7 @@ def cmd_stack_down(args: argparse.Namespace) -> int:
 
 
 def cmd_stack_status(args: argparse.Namespace) -> int:
-    lines = LocalStack(_settings(args).stack).status()
+    lines = LocalStack(_settings(args).stack).status(args.timeout)
     for name, line in lines.items():
         print(f"{name}: {line}")
     return 0 if all(line.startswith("running") for line in lines.values()) else 3
@@ -64,6 +86,7 @@ def cmd_stack_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+@reaching_kafka()
 def cmd_topics_create(args: argparse.Namespace) -> int:
     from kafkatrail.core.topics import create_topics
 
@@ -72,6 +95,7 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
     return 0
 
 
+@reaching_kafka()
 def cmd_produce(args: argparse.Namespace) -> int:
     from kafkatrail.producers.replay import replay
 
@@ -95,6 +119,7 @@ def _traffic_model(args: argparse.Namespace) -> Any:
         raise SettingsError(str(exc)) from None
 
 
+@reaching_kafka(when=lambda args: not args.output_dir)
 def cmd_simulate(args: argparse.Namespace) -> int:
     from kafkatrail.producers.simulate import simulate_to_files, simulate_to_kafka
     from kafkatrail.producers.simulator import Limit, TrafficSimulator
@@ -114,6 +139,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+@reaching_kafka()
 def cmd_trails_apply(args: argparse.Namespace) -> int:
     from kafkatrail.trails.definitions import load_trails
     from kafkatrail.trails.topic import apply_trails
@@ -123,6 +149,7 @@ def cmd_trails_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+@reaching_kafka()
 def cmd_trails_list(args: argparse.Namespace) -> int:
     from kafkatrail.trails.topic import current_trails_and_origins
 
@@ -292,8 +319,6 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_validate_logs(args: argparse.Namespace) -> int:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     from kafkatrail.core import aws
     from kafkatrail.validate_logs import ValidationError, parse_when, run_validation, trail_of_arn
 
@@ -305,7 +330,7 @@ def cmd_validate_logs(args: argparse.Namespace) -> int:
         cloudtrail = aws.client(settings, "cloudtrail", args.region or home or None)
         return run_validation(cloudtrail, aws.client(settings, "s3"), args.trail_arn, args.s3_bucket, args.s3_prefix,
                               start, end, args.region, args.verbose)
-    except (ValidationError, BotoCoreError, ClientError) as exc:
+    except ValidationError as exc:
         print(f"kafkatrail: error: {exc}", file=sys.stderr)
         return 1
 
@@ -316,6 +341,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.seconds <= 0:
         raise SettingsError(f"--seconds: must be more than 0 (got {args.seconds:g})")
     return run_demo(_settings(args), args.seconds)
+
+
+def _waits(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give a command that waits for Kafka or AWS its --timeout."""
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                        help=f"give up when Kafka or AWS has not answered within this (default {DEFAULT_TIMEOUT_S:g})")
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,12 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, help_text in (
         ("up", cmd_stack_up, "start the broker and the AWS stand-in; prints export lines to eval"),
         ("down", cmd_stack_down, "stop them"),
-        ("status", cmd_stack_status, "show what runs (exit 3 if anything is stopped)"),
+        ("status", cmd_stack_status, "show what runs and answers (exit 3 if anything is stopped or silent)"),
         ("fetch", cmd_stack_fetch, "resolve Kafka's jars into the cache without starting anything"),
     ):
         sub = stack_commands.add_parser(name, help=help_text)
         sub.add_argument("--data-dir", type=Path, help="state, storage and logs (default .cache/stack)")
         sub.set_defaults(func=func)
+        if name == "status":
+            _waits(sub)
         if name in ("up", "fetch"):
             sub.add_argument("--cache-dir", type=Path, help="where Kafka's jars are cached (default .cache/kafka)")
         if name == "up":
@@ -347,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     topics_commands = topics.add_subparsers(dest="topics_command", required=True)
     create = topics_commands.add_parser("create", help="create the default topics (idempotent)")
     create.add_argument("--partitions", type=int, help="partitions per topic (default 6)")
-    create.set_defaults(func=cmd_topics_create)
+    _waits(create).set_defaults(func=cmd_topics_create)
 
     produce = commands.add_parser("produce", help="replay CloudTrail log files (.json, .json.gz, folders) into Kafka")
     produce.add_argument("paths", nargs="+", type=Path, help="files or folders (S3 layout) to replay")
@@ -355,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--quiet", action="store_true", help="no progress bar")
     produce.add_argument("--topic", help="events topic to write (default: the events topic; a producer principal's "
                                          "own: <topic_prefix>.events.<name>)")
-    produce.set_defaults(func=cmd_produce)
+    _waits(produce).set_defaults(func=cmd_produce)
 
     simulate = commands.add_parser("simulate", help="realistic CloudTrail traffic into Kafka or log files")
     simulate.add_argument("--rate", type=float, default=100.0, help="mean records per second of event time")
@@ -371,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--fast-forward", action="store_true", help="do not pace to wall-clock time")
     simulate.add_argument("--output-dir", type=Path, help="write CloudTrail log files here instead of Kafka")
     simulate.add_argument("--topic", help="events topic to write (default: the events topic)")
-    simulate.set_defaults(func=cmd_simulate)
+    _waits(simulate).set_defaults(func=cmd_simulate)
 
     trails = commands.add_parser("trails", help="trail definitions on the compacted trails topic")
     trails_commands = trails.add_subparsers(dest="trails_command", required=True)
@@ -380,8 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("file", type=Path)
     apply.add_argument("--prune", action="store_true", help="also delete trails an earlier `trails apply` created "
                                                              "that FILE no longer holds (never those the API created)")
-    apply.set_defaults(func=cmd_trails_apply)
-    trails_commands.add_parser("list", help="the trails on the topic").set_defaults(func=cmd_trails_list)
+    _waits(apply).set_defaults(func=cmd_trails_apply)
+    _waits(trails_commands.add_parser("list", help="the trails on the topic")).set_defaults(func=cmd_trails_list)
 
     worker = commands.add_parser("worker", help="run a pipeline role until SIGTERM")
     worker.add_argument("role", choices=sorted(WORKER_ROLES), help="processors: validate, dedupe, select per "
@@ -435,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--end-time", help="ISO 8601 (default: now)")
     validate.add_argument("--region", help="one source region only (default: every region with digests)")
     validate.add_argument("--verbose", action="store_true", help="print valid files too")
-    validate.set_defaults(func=cmd_validate_logs)
+    _waits(validate).set_defaults(func=cmd_validate_logs)
 
     demo = commands.add_parser("demo", help="run the pipeline on a throwaway local stack and show what happened")
     demo.add_argument("--seconds", type=float, default=60.0, help="seconds of simulated traffic (default 60)")
@@ -446,17 +480,41 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `kafkatrail` console script."""
     args = build_parser().parse_args(argv)
+    if hasattr(args, "timeout"):  # a command that waits ends with its own line; librdkafka's would only repeat it
+        logging.getLogger("kafkatrail.kafka").setLevel(logging.ERROR)
+    return run(args.func, args)
+
+
+def run(command: Command, args: argparse.Namespace) -> int:
+    """Run `command`; a failure it cannot get past is one `kafkatrail: error:` line on stderr and an exit code:
+    2 for settings that do not load and for Kafka or AWS out of reach or refusing, 1 for the rest."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from kafkatrail.core.failures import aws_failure
+
     try:
-        return args.func(args)
-    except (StackError, SettingsError) as exc:
-        print(f"kafkatrail: error: {exc}", file=sys.stderr)
-    except (InvalidEventError, DeliveryError, TrailError) as exc:
-        print(f"kafkatrail: error: {exc}", file=sys.stderr)
+        return command(args)
+    except (SettingsError, Unreachable) as exc:
+        return _fail(exc, 2)
+    except (BotoCoreError, ClientError) as exc:
+        return _fail(aws_failure(_settings(args), exc), 2)
     except KafkaException as exc:
-        print(f"kafkatrail: error: Kafka: {exc.args[0].str()}", file=sys.stderr)
+        error = exc.args[0]
+        if error.code() in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN) \
+                or error.code() in KAFKA_AUTH_CODES:
+            return _fail(kafka_failure(_settings(args), error), 2)
+        return _fail(f"Kafka: {error.str()}", 1)
+    except TimeoutError:
+        return _fail(timeout_failure(_settings(args)), 2)
+    except (StackError, InvalidEventError, DeliveryError, TrailError) as exc:
+        return _fail(exc, 1)
     except KeyboardInterrupt:
         return 130
-    return 1
+
+
+def _fail(problem: object, code: int) -> int:
+    print(f"kafkatrail: error: {problem}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from confluent_kafka import Producer
 
 from kafkatrail.api.auth import Principal, write_credentials
 from kafkatrail.core import aws
+from kafkatrail.core.kafka_clients import kafka_config
 from kafkatrail.core.settings import Settings, settings_environment, shipped_file
 from kafkatrail.core.topics import create_topics, group_progress
 from kafkatrail.producers.event_producer import EventProducer
@@ -214,7 +215,7 @@ def publish_malformed(settings: Settings) -> int:
     valid = next(TrafficSimulator(TrafficModel(rate=1, seed=2)).records(Limit(count=1)))
     bad = [b"{\"eventID\": \"not avro\"}", b"\xc3\x01" + b"\x00" * 8 + b"\x02",
            encode_event({**valid, "eventTime": "yesterday"})] * DEMO_MALFORMED_EACH
-    producer = Producer(settings.kafka_config())
+    producer = Producer(kafka_config(settings))
     for value in bad:
         producer.produce(settings.topics.events, value)
     producer.flush(30)

@@ -37,6 +37,7 @@ from typing import Any, Generic, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from kafkatrail.core.kafka_clients import kafka_config
 from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings, TransactionalWorkerSettings
 from kafkatrail.core.topics import reader, until_end
@@ -73,7 +74,7 @@ class TransactionalLoop(Worker, Generic[State]):
         self.count_transaction = count_transaction
         self.states: dict[tuple[str, int], State] = {}
         self._wedged = False
-        self.producer = Producer(settings.kafka_config(**{
+        self.producer = Producer(kafka_config(settings, **{
             "transactional.id": f"{config.group_id}-{config.instance_id}",
             "transaction.timeout.ms": config.transaction_timeout_s * 1000,
             "enable.idempotence": True,

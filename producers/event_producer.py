@@ -22,6 +22,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import Counter
 
+from kafkatrail.core.kafka_clients import kafka_config
 from kafkatrail.core.settings import Settings
 from kafkatrail.schemas.codec import EventCodec, make_codec
 from kafkatrail.schemas.validation import InvalidEventError, validate_event
@@ -85,9 +86,9 @@ class EventProducer:
         self._metrics_due = monotonic() + METRICS_EVERY_S
         self.failures: list[tuple[str, str]] = []
         self._client_errors: list[KafkaError] = []
-        config = settings.kafka_config(
-            **{**PRODUCER_DEFAULTS, **producer_config}, error_cb=self._on_client_error, on_delivery=self._on_delivery
-        )
+        config = kafka_config(
+            settings, **{**PRODUCER_DEFAULTS, **producer_config}, error_cb=self._on_client_error,
+            on_delivery=self._on_delivery)
         self._producer = Producer(config)
 
     def emit(self, record: Mapping[str, Any] | bytes | str) -> str:

@@ -58,6 +58,7 @@ from confluent_kafka import KafkaException, Message, Producer, TopicPartition
 
 from kafkatrail.core import aws
 from kafkatrail.core.aws import AwsCalls, error_code
+from kafkatrail.core.kafka_clients import kafka_config
 from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings
 from kafkatrail.runtime.worker import Worker, WorkerStopping
@@ -203,7 +204,7 @@ class CloudWatchSink(Worker):
         self._committed: dict[int, int] = {}
         self._assigned: set[int] = set()
         self._next_flush = time.monotonic() + self.config.flush_interval_s
-        self.status_producer = Producer(settings.kafka_config(**{"linger.ms": 100}))
+        self.status_producer = Producer(kafka_config(settings, **{"linger.ms": 100}))
         self.status = StatusReporter.for_settings(settings, self.status_producer)
         self._sources: dict[Destination, set[tuple[str, str]]] = {}  # stream -> (trail ARN, region) feeding it
         self.writer = LogEventsWriter(self.config.retry_max_backoff_s, self.metrics, lambda: self.stopping,

@@ -37,6 +37,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from kafkatrail.core import aws
 from kafkatrail.core.aws import AwsCallMetrics, AwsCalls
+from kafkatrail.core.kafka_clients import kafka_config
 from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings
 from kafkatrail.runtime.worker import Worker
@@ -122,8 +123,8 @@ class DigestWorker(Worker):
         self.calls = AwsCalls(self.metrics.aws, self.config.retry_max_backoff_s, lambda: self.stopping, self.wait)
         kms = aws.client(settings, "kms") if settings.keys.kms_key_id else None
         self.keys = SigningKeys(settings.keys.folder, settings.keys.rotation_s, settings.keys.kms_key_id, kms)
-        self.admin = AdminClient(settings.kafka_config())
-        self.status_producer = Producer(settings.kafka_config(**{"linger.ms": 100}))
+        self.admin = AdminClient(kafka_config(settings))
+        self.status_producer = Producer(kafka_config(settings, **{"linger.ms": 100}))
         self.status = StatusReporter.for_settings(settings, self.status_producer)
 
     def attach(self) -> None:

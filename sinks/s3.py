@@ -51,6 +51,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from kafkatrail.core import aws
 from kafkatrail.core.aws import AwsCallMetrics, AwsCalls
+from kafkatrail.core.kafka_clients import kafka_config
 from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings
 from kafkatrail.core.topics import reader, until_end
@@ -131,7 +132,7 @@ class S3Sink(Worker):
         self.s3 = aws.client(settings, "s3")
         self.sns = aws.client(settings, "sns")
         self.calls = AwsCalls(self.metrics.aws, self.config.retry_max_backoff_s, lambda: self.stopping, self.wait)
-        self.journal = Producer(settings.kafka_config(**{
+        self.journal = Producer(kafka_config(settings, **{
             "enable.idempotence": True, "acks": "all", "linger.ms": 0}))
         self.status = StatusReporter.for_settings(settings, self.journal)
 

@@ -23,6 +23,7 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from kafkatrail.core.compacted import CompactedFeed
+from kafkatrail.core.kafka_clients import kafka_config
 from kafkatrail.core.settings import Settings
 from kafkatrail.trails.errors import TrailError
 from kafkatrail.trails.model import Trail
@@ -155,7 +156,7 @@ def publish_changes(settings: Settings, changes: list[tuple[str, Trail | None, s
         else:
             landed[arn] = (message.partition(), message.offset())
 
-    producer = Producer(settings.kafka_config(**{"enable.idempotence": True, "acks": "all", "linger.ms": 0}))
+    producer = Producer(kafka_config(settings, **{"enable.idempotence": True, "acks": "all", "linger.ms": 0}))
     for arn, trail, origin in changes:
         value = None if trail is None else orjson.dumps(trail.to_document())
         producer.produce(settings.topics.trails, key=arn.encode(), value=value, on_delivery=delivered,

@@ -10,7 +10,9 @@ away. `AwsCalls.call` therefore repeats a call that botocore gave up on, forever
 with jitter up to `max_backoff_s`, until it succeeds, fails with an error code the caller names as
 permanent (raised to the caller, which decides), or the worker is stopping (`WorkerStopping`: the work is
 left to the next owner). Every failure is counted in `kafkatrail_aws_call_errors_total{call,code}` and
-every repetition in `kafkatrail_aws_call_retries_total{call}`, whichever role makes the call.
+every repetition in `kafkatrail_aws_call_retries_total{call}`, whichever role makes the call. A failure to
+reach AWS at all (no connection, a timeout, no credentials, a 5xx) reports the process's `aws` dependency
+down (`kafkatrail.core.dependencies`: /readyz, `kafkatrail_dependency_up`) until a call succeeds again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
+from kafkatrail.core.dependencies import DEPENDENCIES, Dependencies
 from kafkatrail.core.lifecycle import WorkerStopping
 from kafkatrail.core.settings import Settings
 
@@ -53,6 +56,14 @@ def error_code(exc: ClientError | BotoCoreError) -> str:
     return type(exc).__name__
 
 
+def answered(exc: ClientError | BotoCoreError) -> bool:
+    """True when AWS answered the call (refusing it for a reason of its own), False when it could not be reached,
+    did not answer in time, failed on its side (5xx), or was never asked for want of credentials."""
+    if isinstance(exc, ClientError):
+        return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0) < 500
+    return False
+
+
 class AwsCallMetrics:
     """The AWS call metrics every role serves."""
 
@@ -67,8 +78,9 @@ class AwsCalls:
     """Makes AWS calls until they succeed, back-off included; see the module docstring for the policy."""
 
     def __init__(self, metrics: AwsCallMetrics, max_backoff_s: float, stopping: Callable[[], bool] = lambda: False,
-                 wait: Callable[[float], None] = time.sleep) -> None:
+                 wait: Callable[[float], None] = time.sleep, dependencies: Dependencies = DEPENDENCIES) -> None:
         self.metrics = metrics
+        self.dependencies = dependencies
         self.max_backoff_s = max_backoff_s
         self._stopping = stopping
         self._wait = wait
@@ -80,12 +92,16 @@ class AwsCalls:
         delay = min(FIRST_BACKOFF_S, self.max_backoff_s)
         while True:
             try:
-                return attempt()
+                result = attempt()
+                self.dependencies.report("aws", True)
+                return result
             except (ClientError, BotoCoreError) as exc:
                 code = error_code(exc)
                 self.metrics.errors.labels(name, code).inc()
                 if code in permanent:
                     raise
+                if not answered(exc):
+                    self.dependencies.report("aws", False)
                 if self._stopping():
                     raise WorkerStopping from exc
                 log.warning("AWS call failed; retrying", extra={

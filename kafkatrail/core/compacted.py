@@ -7,6 +7,8 @@ subclass's (`kafkatrail.trails.topic.TrailFeed`, `kafkatrail.api.status_feed.Sta
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
@@ -14,6 +16,8 @@ from kafkatrail.core.settings import Settings
 from kafkatrail.core.topics import reader, until_end
 
 log = logging.getLogger(__name__)
+
+METADATA_ATTEMPT_S = 1.0
 
 
 class CompactedFeed:
@@ -25,11 +29,23 @@ class CompactedFeed:
         self.what = what
         self.positions: dict[int, int] = {}  # partition -> the offset after the last message applied
         self._consumer = reader(settings, what.replace(" ", "-"))
-        metadata = self._consumer.list_topics(topic, timeout=30).topics[topic]
+        metadata = self._metadata(timeout_s=30.0)
         if metadata.error is not None:
             raise KafkaException(metadata.error)
         self._partitions = sorted(metadata.partitions)
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in self._partitions])
+
+    def _metadata(self, timeout_s: float) -> Any:
+        """The topic's metadata, asked for once a second until `timeout_s` has passed (then the KafkaException);
+        the consumer is polled in between, which serves librdkafka's lines about a broker it cannot reach."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self._consumer.list_topics(self.topic, timeout=METADATA_ATTEMPT_S).topics[self.topic]
+            except KafkaException:
+                if time.monotonic() >= deadline:
+                    raise
+                self._consumer.poll(0)
 
     def catch_up(self, timeout_s: float = 30.0) -> None:
         """Apply everything on the topic now; returns once every partition has been read to its end."""

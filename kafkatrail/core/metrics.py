@@ -1,7 +1,8 @@
 """Every worker's HTTP endpoints: Prometheus metrics on /metrics, liveness on /healthz, readiness on /readyz.
 
 `Health` is what a worker reports: it is alive while its loop keeps turning (`beat()` at least every
-`stall_after_s`), and ready once it has what it needs to do its work (`ready`). `serve_endpoints` serves the
+`stall_after_s`), and ready once it has what it needs to do its work (`ready`) while none of its
+dependencies (Kafka, AWS: `kafkatrail.core.dependencies`) is reported unreachable. `serve_endpoints` serves the
 three paths from one background thread; `scrape` reads a worker's /metrics back (the demo, benchmarks and
 tests use it).
 """
@@ -18,15 +19,18 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import REGISTRY, make_wsgi_app
 
+from kafkatrail.core.dependencies import DEPENDENCIES, Dependencies
+
 StartResponse = Callable[[str, list[tuple[str, str]]], object]
 
 
 class Health:
     """A worker's liveness (its loop turns) and readiness (it holds its partitions and state)."""
 
-    def __init__(self, stall_after_s: float = 60.0) -> None:
+    def __init__(self, stall_after_s: float = 60.0, dependencies: Dependencies = DEPENDENCIES) -> None:
         self.stall_after_s = stall_after_s
         self.ready = False
+        self.dependencies = dependencies
         self._last_beat = time.monotonic()
 
     def beat(self) -> None:
@@ -35,6 +39,14 @@ class Health:
 
     def alive(self) -> bool:
         return time.monotonic() - self._last_beat < self.stall_after_s
+
+    def not_ready_because(self) -> str | None:
+        """None when ready for /readyz, else why not (`not ready`, `kafka unreachable`, ...)."""
+        if not self.alive():
+            return "stalled"
+        if down := self.dependencies.down():
+            return f"{', '.join(down)} unreachable"
+        return None if self.ready else "not ready"
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
@@ -55,9 +67,9 @@ def endpoints_app(health: Health) -> Callable[[dict, StartResponse], Iterable[by
     def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path in ("/healthz", "/readyz"):
-            ok = health.alive() if path == "/healthz" else health.ready and health.alive()
-            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"ok\n" if ok else b"not ready\n" if path == "/readyz" else b"stalled\n"]
+            problem = ("stalled" if not health.alive() else None) if path == "/healthz" else health.not_ready_because()
+            start_response("503 Service Unavailable" if problem else "200 OK", [("Content-Type", "text/plain")])
+            return [f"{problem or 'ok'}\n".encode()]
         return metrics(environ, start_response)
 
     return app

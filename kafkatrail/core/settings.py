@@ -14,6 +14,7 @@ import json
 import os
 import re
 import socket
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings import SettingsError as SourceError
 
 from kafkatrail.deploy import resource
 from kafkatrail.schemas.contract import TopicNames
@@ -366,13 +368,44 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
 
         settings_cls = FileSettings
+    # No message quotes a value: a settings field may hold a secret (kafka_client_config's sasl.password).
     try:
         return settings_cls(**overrides)
     except ValidationError as exc:
-        # The value itself is never shown: a settings field may hold a secret (kafka_client_config's sasl.password).
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']} "
-            f"(got a {type(err.get('input')).__name__})"
-            for err in exc.errors()
-        )
+            f"{_where(err['loc'])}: {err['msg']} (got a {type(err.get('input')).__name__})" for err in exc.errors())
         raise SettingsError(f"invalid settings: {problems}") from None
+    except SourceError as exc:
+        field = FIELD_IN_SOURCE_ERROR.search(str(exc))
+        cause = exc.__cause__ or exc.__context__
+        rule = f"not valid JSON: {cause.msg} at line {cause.lineno} column {cause.colno}" \
+            if isinstance(cause, json.JSONDecodeError) else "cannot be parsed"
+        raise SettingsError(f"invalid settings: {_where((field.group(1),) if field else ())}: {rule}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {config_file}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise SettingsError(f"config file {config_file}: cannot be read: {exc.strerror}") from None
+
+
+FIELD_IN_SOURCE_ERROR = re.compile(r'field "([^"]+)"')
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """A field's dotted path and the environment variable that sets it (`stack.kafka_port
+    (KAFKATRAIL_STACK__KAFKA_PORT)`): a nested section's field has one of its own, a list or dict as a whole."""
+    if not loc:
+        return "settings"
+    model: type[BaseModel] | None = Settings
+    names: list[str] = []
+    for part in loc:
+        if model is None:
+            break
+        field = model.model_fields.get(str(part))
+        if field is None:  # a key no section has: no variable sets it
+            names = []
+            break
+        names.append(str(part).upper())
+        annotation = field.annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    variable = f" (KAFKATRAIL_{'__'.join(names)})" if names else ""
+    return ".".join(str(part) for part in loc) + variable

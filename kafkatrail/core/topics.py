@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from kafkatrail.core.kafka_clients import kafka_config
 from kafkatrail.core.settings import Settings
 
 ADMIN_TIMEOUT_S = 30
@@ -64,7 +65,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 
 def create_topics(settings: Settings) -> dict[str, str]:
     """Create the topics that do not exist yet; returns 'created' or 'exists' per topic."""
-    admin = AdminClient(settings.kafka_config())
+    admin = AdminClient(kafka_config(settings))
     outcome = {}
     for name, future in admin.create_topics(topic_specs(settings), request_timeout=ADMIN_TIMEOUT_S).items():
         try:
@@ -79,7 +80,7 @@ def create_topics(settings: Settings) -> dict[str, str]:
 
 def reader(settings: Settings, purpose: str, isolation: str = "read_committed") -> Consumer:
     """A consumer for `assign()` only: no group membership, no commits, and an end-of-partition event."""
-    return Consumer(settings.kafka_config(**{
+    return Consumer(kafka_config(settings, **{
         "group.id": f"kafkatrail-{purpose}-{uuid.uuid4()}",
         "enable.auto.commit": False,
         "enable.partition.eof": True,
@@ -107,7 +108,7 @@ def until_end(consumer: Consumer, partitions: Iterable[int], timeout_s: float, w
 
 def group_progress(settings: Settings, group_id: str, topic: str) -> tuple[int, int]:
     """(offsets `group_id` has committed in `topic`, the topic's end offsets), summed over its partitions."""
-    consumer = Consumer(settings.kafka_config(**{"group.id": group_id}))
+    consumer = Consumer(kafka_config(settings, **{"group.id": group_id}))
     try:
         partitions = consumer.list_topics(topic, timeout=ADMIN_TIMEOUT_S).topics[topic].partitions
         tps = [TopicPartition(topic, p) for p in partitions]

@@ -21,6 +21,7 @@ from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaException
 
+from kafkatrail.core.kafka_clients import kafka_config
 from kafkatrail.core.settings import Settings
 from kafkatrail.downstream.records import CloudTrailEvent, LogFileNotification
 
@@ -59,7 +60,7 @@ def _records(
     settings: Settings, topic: str, group_id: str, decode: Callable[[bytes | None, bytes], T],
     from_beginning: bool, timeout_s: float | None,
 ) -> Generator[T, None, None]:
-    consumer = Consumer(settings.kafka_config(**{
+    consumer = Consumer(kafka_config(settings, **{
         "group.id": group_id,
         "isolation.level": "read_committed",
         "enable.auto.commit": True,

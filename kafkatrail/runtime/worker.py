@@ -14,7 +14,8 @@ The runtime owns:
   work in hand because a stop arrived while it was retrying); then `close()` closes the consumer, which
   revokes its partitions through the same callbacks;
 - `Health` for /healthz and /readyz (`kafkatrail.core.metrics`): a beat every round; ready once the trails
-  are read and the partitions assigned.
+  are read and the partitions assigned, and not while the consumer cannot reach a broker (its statistics,
+  `kafkatrail.core.kafka_clients`).
 
 Offsets are the role's: the runtime never commits, and never asks the consumer for its position.
 """
@@ -27,6 +28,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from kafkatrail.core.kafka_clients import kafka_config, statistics
 from kafkatrail.core.lifecycle import WorkerStopping
 from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings, WorkerSettings
@@ -54,7 +56,7 @@ class Worker:
         self.trails: dict[str, Trail] = {}
         self._stopped = threading.Event()
         self.feed = TrailFeed(settings, self._trail_changed)
-        self.consumer = Consumer(settings.kafka_config(**{
+        self.consumer = Consumer(kafka_config(settings, **statistics(), **{
             "group.id": role.group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,

@@ -24,6 +24,7 @@ from kafkatrail.stack import aws_standin, kafka_broker, kafka_sasl
 from kafkatrail.stack.kafka_jars import KafkaJars
 from kafkatrail.stack.processes import (
     StackError,
+    answers,
     command_line,
     ensure_port_free,
     free_port,
@@ -145,14 +146,19 @@ class LocalStack:
             self.state_file.unlink(missing_ok=True)
         return stopped
 
-    def status(self) -> dict[str, str]:
-        """A line per component: running with pid, port, uptime and memory, or stopped."""
+    def status(self, timeout_s: float = 5.0) -> dict[str, str]:
+        """A line per component: running with pid, port, uptime and memory; not answering (its process runs, its
+        port accepts no connection within `timeout_s`); or stopped."""
         state = self._live_state()
         lines = {}
         for name in (KAFKA, AWS):
             component = state.get(name)
             if component is None:
                 lines[name] = "stopped"
+                continue
+            if not answers(component.port, timeout_s):
+                lines[name] = (f"not answering: pid {component.pid} runs, but 127.0.0.1:{component.port} accepts no "
+                               f"connection within {timeout_s:g} s (logs under {self.settings.data_dir})")
                 continue
             uptime = time.time() - component.started_at
             lines[name] = (f"running: pid {component.pid}, 127.0.0.1:{component.port}, up {uptime:.0f} s, "

@@ -123,6 +123,15 @@ def ensure_port_free(port: int, what: str, flag: str) -> None:
             ) from None
 
 
+def answers(port: int, timeout_s: float) -> bool:
+    """True if something accepts a TCP connection on 127.0.0.1:port within `timeout_s`."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

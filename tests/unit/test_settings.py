@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -86,17 +87,44 @@ def test_client_config_carries_security_settings(monkeypatch: pytest.MonkeyPatch
 def test_bad_values_name_the_field_and_rule(monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
                                             message: str) -> None:
     monkeypatch.setenv(variable, value)
-    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+    field, rule = message.split(": ", 1)
+    with pytest.raises(SettingsError, match=re.escape(f"{field} ({variable}): {rule}")):
         load_settings()
 
 
 def test_a_bad_setting_never_echoes_its_value(monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "s3cr3t-sasl-password"
     monkeypatch.setenv("KAFKATRAIL_KAFKA_CLIENT_CONFIG", f'["sasl.password", "{secret}"]')
-    with pytest.raises(SettingsError, match="kafka_client_config: Input should be a valid dictionary") as caught:
+    with pytest.raises(SettingsError, match=r"kafka_client_config \(\w+\): Input should be a valid dict") as caught:
         load_settings()
     assert secret not in str(caught.value)
     assert "(got a list)" in str(caught.value)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ('{"sasl.password": "SECRET"', "kafka_client_config: not valid JSON: Expecting ',' delimiter at line 1 column 27"),
+    ('{"sasl.password": SECRET}', "kafka_client_config: not valid JSON: Expecting value at line 1 column 19"),
+    ('{"sasl.password": 5}', "kafka_client_config.sasl.password: Input should be a valid string (got a int)"),
+])
+def test_client_config_that_does_not_parse_is_one_line_without_its_value(monkeypatch: pytest.MonkeyPatch, value: str,
+                                                                          message: str) -> None:
+    monkeypatch.setenv("KAFKATRAIL_KAFKA_CLIENT_CONFIG", value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    field, rule = message.split(": ", 1)
+    assert str(caught.value) == f"invalid settings: {field} (KAFKATRAIL_KAFKA_CLIENT_CONFIG): {rule}"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[stack]\nkafka_port = \n", "not valid TOML: Invalid value (at line 2, column 14)"),
+    ("[stack]\nport = 1\n", "invalid settings: stack.port: Extra inputs are not permitted (got a int)"),
+])
+def test_a_file_that_does_not_parse_names_the_position_or_key(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "kafkatrail.toml"
+    config.write_text(text)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(config)
+    assert str(caught.value).endswith(message)
 
 
 def test_unknown_key_in_file_is_rejected(tmp_path: Path) -> None:

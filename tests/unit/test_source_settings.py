@@ -56,7 +56,8 @@ def test_bad_sources_name_the_field_and_the_rule(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("KAFKATRAIL_PROCESSORS__SOURCES", json.dumps(sources))
     with pytest.raises(SettingsError) as caught:
         load_settings()
-    assert error in str(caught.value)
+    field, rule = error.split(": ", 1)
+    assert f"{field} (KAFKATRAIL_PROCESSORS__SOURCES): {rule}" in str(caught.value)
 
 
 def test_a_source_topic_longer_than_kafka_allows_is_refused() -> None:
@@ -106,7 +107,7 @@ def test_sasl_mode_of_the_local_stack(monkeypatch: pytest.MonkeyPatch, value: st
 
 def test_sasl_mode_takes_only_a_boolean(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKATRAIL_STACK__SASL", "scram")
-    with pytest.raises(SettingsError, match=r"stack\.sasl: Input should be a valid boolean"):
+    with pytest.raises(SettingsError, match=r"stack\.sasl \(KAFKATRAIL_STACK__SASL\): Input should be a valid boolean"):
         load_settings()
 
 
