@@ -46,6 +46,7 @@ from kafkatrail.api.auth import Principal
 from kafkatrail.api.history_view import StoreHistory
 from kafkatrail.api.operations import CloudTrailApi, MemoryStore
 from kafkatrail.api.server import ApiHandler, listening_socket, serve, server_for
+from kafkatrail.core.kafka_clients import kafka_config
 from kafkatrail.core.settings import Settings, StackSettings, settings_environment
 from kafkatrail.core.topics import create_topics
 from kafkatrail.sinks.history_store import HistoryStore
@@ -139,7 +140,7 @@ def percentile(values: list[float], share: float) -> float:
 
 def prepublish(settings: Settings, count: int) -> float:
     """`count` recent management events on the history topic as the processor writes them; returns seconds."""
-    producer = Producer(settings.kafka_config(**{"linger.ms": 50, "batch.size": 1_000_000,
+    producer = Producer(kafka_config(settings, **{"linger.ms": 50, "batch.size": 1_000_000,
                                                  "compression.type": "lz4"}))
     began = time.perf_counter()
     seed = int(time.time())  # eventIDs no earlier run stored (a reused store ignores a repeat)
@@ -157,7 +158,7 @@ def prepublish(settings: Settings, count: int) -> float:
 
 def consume_ceiling(settings: Settings, count: int) -> float:
     """Events/s of one plain read_committed consumer reading the history topic, storing nothing."""
-    consumer = Consumer(settings.kafka_config(**{"group.id": f"ceiling-{uuid.uuid4()}", "enable.auto.commit": False,
+    consumer = Consumer(kafka_config(settings, **{"group.id": f"ceiling-{uuid.uuid4()}", "enable.auto.commit": False,
                                                  "isolation.level": "read_committed", "auto.offset.reset": "earliest"}))
     topic = settings.topics.history
     partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions

@@ -24,6 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from confluent_kafka import Producer
 
+from kafkatrail.core.kafka_clients import kafka_config
 from kafkatrail.core.settings import Settings
 from kafkatrail.schemas.contract import record_category
 from kafkatrail.sinks.history_fields import lookup_fields
@@ -79,7 +80,7 @@ def insight_record(account: str, region: str) -> dict[str, Any]:
 
 
 def publish_json(settings: Settings, topic: str, record: dict[str, Any]) -> None:
-    producer = Producer(settings.kafka_config())
+    producer = Producer(kafka_config(settings))
     producer.produce(topic, orjson.dumps(record), record["eventID"].encode())
     assert producer.flush(30) == 0
 

@@ -53,6 +53,7 @@ def commands(tmp: Path) -> dict[str, tuple[str, ...]]:
         "trails list": ("trails", "list"),
         "worker": ("worker", "processors", "--metrics-port", "0"),
         "insights evaluate": ("insights", "evaluate", "--days", "1", "--warmup-days", "1"),
+        "history lookup": ("history", "lookup", "--account", "111111111111"),
         "api": ("api", "--port", "0"),
         "validate-logs": ("validate-logs", "--s3-bucket", "audit-logs", "--start-time", SINCE),
         "validate-logs --trail-arn": ("validate-logs", "--trail-arn", TRAIL_ARN, "--start-time", SINCE),
