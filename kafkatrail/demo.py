@@ -149,16 +149,20 @@ def start_api(settings: Settings, like: Trail,
 
 
 def show_console_logins(client: Any, account: str) -> None:
-    """Event history: LookupEvents for the ConsoleLogin events of one simulated account in us-east-1."""
+    """Event history: LookupEvents for the ConsoleLogin events of one simulated account in us-east-1 (or, when
+    the short run had none there, its newest events)."""
     pages = client.get_paginator("lookup_events").paginate(
         LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "ConsoleLogin"}])
     events = pages.build_full_result()["Events"]
     print(f"LookupEvents EventName=ConsoleLogin (account {account}, us-east-1, through the API): {len(events)} "
           "event(s), newest first")
+    if not events:
+        events = client.lookup_events(MaxResults=3)["Events"]
+        print(f"LookupEvents, newest {len(events)} management events of that account and region:")
     for event in events[:5]:
         record = orjson.loads(event["CloudTrailEvent"])
-        print(f"  {event['EventTime'].isoformat()}  {event.get('Username', '-')}  from "
-              f"{record.get('sourceIPAddress')}  {(record.get('responseElements') or {}).get('ConsoleLogin', '')}")
+        print(f"  {event['EventTime'].isoformat()}  {event['EventName']}  by {event.get('Username', '-')}  from "
+              f"{record.get('sourceIPAddress')}")
 
 
 def show_trail_status(api: subprocess.Popen[bytes], trail: tuple[Any, str]) -> None:
