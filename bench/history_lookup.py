@@ -290,8 +290,9 @@ def main() -> None:
 
 
 def report_lookups(path: Path, args: argparse.Namespace, end_ms: int) -> None:
-    results: Queue[tuple[list[float], int, int]] = multiprocessing.Queue()
-    clients = [multiprocessing.Process(target=lookups, args=(path, args.seconds, args.seed * 1000 + n, end_ms, results))
+    context = multiprocessing.get_context("spawn")  # not forked: a client's peak RSS is its own
+    results: Queue[tuple[list[float], int, int]] = context.Queue()
+    clients = [context.Process(target=lookups, args=(path, args.seconds, args.seed * 1000 + n, end_ms, results))
                for n in range(args.clients)]
     for client in clients:
         client.start()
