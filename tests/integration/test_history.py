@@ -85,6 +85,25 @@ def publish_json(settings: Settings, topic: str, record: dict[str, Any]) -> None
     assert producer.flush(30) == 0
 
 
+def busiest_scope(records: list[dict[str, Any]]) -> tuple[str, str]:
+    """The (account, region) most of `records` are in."""
+    return Counter((r["recipientAccountId"], r["awsRegion"]) for r in records).most_common(1)[0][0]
+
+
+def in_scope(records: list[dict[str, Any]], account: str, region: str) -> list[dict[str, Any]]:
+    """The management events of `records` that LookupEvents shows `account` in `region`."""
+    return [r for r in records if record_category(r) == "Management"
+            and (r["recipientAccountId"], r["awsRegion"]) == (account, region)]
+
+
+def start_and_store(settings: Settings, workers: Workers, records: list[dict[str, Any]]) -> None:
+    """A processor and a history worker running, `records` published, and every management event stored."""
+    workers.start("processors")
+    workers.start("history")
+    publish(settings, records)
+    wait_until_stored(settings, workers, len(management_ids(records)))
+
+
 def management_ids(records: list[dict[str, Any]]) -> set[str]:
     return {r["eventID"].lower() for r in records if record_category(r) == "Management"}
 
@@ -166,18 +185,13 @@ def test_aws_cli_lookup_events_pages_through_exactly_what_the_store_holds(
         stack: Endpoints, tmp_path: Path, aws_cli: Path) -> None:
     settings = history_settings(stack, tmp_path)
     records = recent(4_000, seed=1300, duplicates=0.05)
-    account, region = Counter((r["recipientAccountId"], r["awsRegion"]) for r in records).most_common(1)[0][0]
+    account, region = busiest_scope(records)
     workers = Workers(settings, tmp_path, env={"AWS_ENDPOINT_URL": stack.aws_endpoint_url})
     api = None
     try:
-        workers.start("processors")
-        workers.start("history")
-        publish(settings, records)
-        wait_until_stored(settings, workers, len(management_ids(records)))
+        start_and_store(settings, workers, records)
         api = Api(stack, tmp_path, settings=settings, account=account)
-        mine = {r["eventID"]: r for r in records
-                if record_category(r) == "Management"
-                and (r["recipientAccountId"], r["awsRegion"]) == (account, region)}
+        mine = {r["eventID"]: r for r in in_scope(records, account, region)}
         rng = random.Random(5)
         chosen = rng.choice(sorted(mine.values(), key=lambda r: r["eventID"]))
         fields = lookup_fields(chosen)
@@ -261,14 +275,11 @@ def test_insights_only_with_their_category_and_a_token_only_for_its_request_and_
         stack: Endpoints, tmp_path: Path) -> None:
     settings = history_settings(stack, tmp_path)
     records = recent(600, seed=1400, duplicates=0.0)
-    account, region = Counter((r["recipientAccountId"], r["awsRegion"]) for r in records).most_common(1)[0][0]
+    account, region = busiest_scope(records)
     workers = Workers(settings, tmp_path, env={"AWS_ENDPOINT_URL": stack.aws_endpoint_url})
     api = None
     try:
-        workers.start("processors")
-        workers.start("history")
-        publish(settings, records)
-        wait_until_stored(settings, workers, len(management_ids(records)))
+        start_and_store(settings, workers, records)
         insight = insight_record(account, region)
         publish_json(settings, settings.topics.insights, insight)
         wait_until_stored(settings, workers, len(management_ids(records)) + 1)
@@ -283,8 +294,7 @@ def test_insights_only_with_their_category_and_a_token_only_for_its_request_and_
         assert [e["EventId"] for e in by_name] == [insight["eventID"]]
         management = client.get_paginator("lookup_events").paginate().build_full_result()["Events"]
         assert insight["eventID"] not in {e["EventId"] for e in management}, "Insights only with EventCategory"
-        assert len(management) == len([r for r in records if record_category(r) == "Management"
-                                       and (r["recipientAccountId"], r["awsRegion"]) == (account, region)])
+        assert len(management) == len(in_scope(records, account, region))
         first = client.lookup_events(MaxResults=3)
         token = first["NextToken"]
         again = client.lookup_events(MaxResults=3, NextToken=token)
@@ -309,17 +319,13 @@ def test_insights_only_with_their_category_and_a_token_only_for_its_request_and_
 def test_history_lookup_cli_reads_the_same_store(stack: Endpoints, tmp_path: Path) -> None:
     settings = history_settings(stack, tmp_path)
     records = recent(500, seed=1500, duplicates=0.0)
-    account, region = Counter((r["recipientAccountId"], r["awsRegion"]) for r in records).most_common(1)[0][0]
+    account, region = busiest_scope(records)
     workers = Workers(settings, tmp_path, env={"AWS_ENDPOINT_URL": stack.aws_endpoint_url})
     try:
-        workers.start("processors")
-        workers.start("history")
-        publish(settings, records)
-        wait_until_stored(settings, workers, len(management_ids(records)))
+        start_and_store(settings, workers, records)
     finally:
         workers.stop_all()
-    mine = [r for r in records if record_category(r) == "Management"
-            and (r["recipientAccountId"], r["awsRegion"]) == (account, region)]
+    mine = in_scope(records, account, region)
     name = Counter(r["eventName"] for r in mine).most_common(1)[0][0]
     done = subprocess.run([*CLI, "history", "lookup", "--account", account, "--region", region,
                            "--attribute", f"EventName={name}", "--max", "1000", "--output", "json"],
