@@ -27,7 +27,6 @@ import multiprocessing
 import os
 import random
 import shutil
-import statistics
 import tempfile
 import time
 import uuid
@@ -35,12 +34,13 @@ from pathlib import Path
 
 import orjson
 from aiohttp import ClientSession, TCPConnector
+from api import percentile
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from history_lookup import ACCOUNTS, DAY_MS, DAYS, REGIONS, Vocabulary, attribute, generate, records
-from workers import Worker
+from workers import Worker, peak_rss_mib
 
 from kafkatrail.api.auth import Principal
 from kafkatrail.api.history_view import StoreHistory
@@ -134,10 +134,6 @@ async def measure(url: str, requests: list[tuple[dict[str, str], bytes]] | None,
     return len(latencies) / elapsed, latencies, returned
 
 
-def percentile(values: list[float], share: float) -> float:
-    return statistics.quantiles(values, n=1000)[int(share * 1000) - 1] * 1000
-
-
 def prepublish(settings: Settings, count: int) -> float:
     """`count` recent management events on the history topic as the processor writes them; returns seconds."""
     producer = Producer(kafka_config(settings, **{"linger.ms": 50, "batch.size": 1_000_000,
@@ -215,7 +211,7 @@ def ingest_and_look_up(bootstrap: str, store: Path, count: int, args: argparse.N
               f"worker peak RSS {worker.peak_rss_mib():,.0f} MiB")
         rate, latencies, _ = asyncio.run(measure(url, None, 5.0, args.clients))
         print(f"ceiling: GET /healthz on the same server: {rate:,.0f} req/s, p99 {percentile(latencies, 0.99):.2f} ms")
-        print(f"API peak RSS {api_peak_rss_mib(api.pid):,.0f} MiB")
+        print(f"API peak RSS {peak_rss_mib(api.pid or 0):,.0f} MiB")
     finally:
         print(f"history worker {worker.stop()}")
         api.terminate()
@@ -227,13 +223,6 @@ def handled(worker: Worker) -> float:
     """Records the history worker has taken in: stored, or ignored as an eventID the store held."""
     samples = worker.scrape()
     return samples[STORED] + samples[REPEATED]
-
-
-def api_peak_rss_mib(pid: int | None) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:

@@ -30,14 +30,19 @@ class Worker(WorkerProcess):
             raise TimeoutError(f"timed out while {waiting_for}; {self.role} worker log:\n{self.log_tail()}")
 
     def peak_rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmHWM in /proc/<pid>/status")
+        return peak_rss_mib(self.process.pid)
 
     def problems(self) -> list[str]:
         """Log lines above info level, and lines that are not JSON log records (tracebacks)."""
         return [line for line in self.log_file.read_text(errors="replace").splitlines() if _is_problem(line)]
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The peak resident set (VmHWM) of a running process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
 
 
 def _is_problem(line: str) -> bool:
