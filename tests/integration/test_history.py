@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,29 @@ def matches(record: dict[str, Any], key: str, value: str) -> bool:
             "AccessKeyId": fields.access_key_id}[key] == value
 
 
+def lookup_values(records: Iterable[dict[str, Any]], rng: random.Random) -> dict[str, str]:
+    """A value for each lookup attribute, each taken from a random record that has one (the simulator's mix
+    follows the hour of day, so no single record is sure to carry them all: an AssumedRole call has no
+    access key, a read call no resources)."""
+    candidates: dict[str, list[str]] = {}
+    for record in sorted(records, key=lambda r: r["eventID"]):
+        fields = lookup_fields(record)
+        assert fields is not None
+        values = {"EventId": fields.event_id, "EventName": fields.event_name, "ReadOnly": "true",
+                  "Username": fields.username, "EventSource": fields.event_source,
+                  "AccessKeyId": fields.access_key_id}
+        kinds = [(kind, name) for kind, name in fields.resources if kind is not None]
+        if kinds:
+            values["ResourceType"], values["ResourceName"] = kinds[0]
+        for key, value in values.items():
+            if value is not None:
+                candidates.setdefault(key, []).append(value)
+    missing = {"EventId", "EventName", "ReadOnly", "Username", "EventSource", "AccessKeyId", "ResourceType",
+               "ResourceName"} - candidates.keys()
+    assert not missing, f"no record has a value for {sorted(missing)}"
+    return {key: rng.choice(values) for key, values in sorted(candidates.items())}
+
+
 def test_aws_cli_lookup_events_pages_through_exactly_what_the_store_holds(
         stack: Endpoints, tmp_path: Path, aws_cli: Path) -> None:
     settings = history_settings(stack, tmp_path)
@@ -192,19 +216,9 @@ def test_aws_cli_lookup_events_pages_through_exactly_what_the_store_holds(
         start_and_store(settings, workers, records)
         api = Api(stack, tmp_path, settings=settings, account=account)
         mine = {r["eventID"]: r for r in in_scope(records, account, region)}
-        rng = random.Random(5)
-        chosen = rng.choice(sorted(mine.values(), key=lambda r: r["eventID"]))
-        fields = lookup_fields(chosen)
-        assert fields is not None
-        resource_records = [r for r in mine.values() if lookup_fields(r).resources]  # type: ignore[union-attr]
-        with_resource = lookup_fields(rng.choice(sorted(resource_records, key=lambda r: r["eventID"])))
-        assert with_resource is not None
-        kind, name = next((k, n) for k, n in with_resource.resources if k is not None)
-        lookups = {"EventId": fields.event_id, "EventName": fields.event_name, "ReadOnly": "true",
-                   "Username": fields.username, "EventSource": fields.event_source,
-                   "AccessKeyId": fields.access_key_id, "ResourceType": kind, "ResourceName": name}
+        lookups = lookup_values(mine.values(), random.Random(5))
+        chosen = mine[lookups["EventId"]]
         for key, value in lookups.items():
-            assert value is not None, key
             wanted = {event_id for event_id, r in mine.items() if matches(r, key, value)}
             pages = cli_pages(api, aws_cli, region, "--lookup-attributes", f"AttributeKey={key},AttributeValue={value}",
                               page_items=three_pages(len(wanted)))
@@ -223,7 +237,7 @@ def test_aws_cli_lookup_events_pages_through_exactly_what_the_store_holds(
         assert sorted(event["EventId"] for page in pages for event in page) == wanted
         # The whole record comes back as CloudTrailEvent.
         event = cli_pages(api, aws_cli, region, "--lookup-attributes",
-                          f"AttributeKey=EventId,AttributeValue={fields.event_id}", page_items=1)
+                          f"AttributeKey=EventId,AttributeValue={lookups['EventId']}", page_items=1)
         assert json.loads(event[0][0]["CloudTrailEvent"]) == chosen
     finally:
         if api is not None:
