@@ -73,7 +73,7 @@ class HistoryMetrics:
 class HistoryWorker(Worker):
     """One history worker: a member of the history group, writing the node's store file."""
 
-    consume_max = 5_000
+    consume_max = 20_000  # per store transaction: each index page a batch touches is written once
 
     def __init__(self, settings: Settings, metrics: HistoryMetrics | None = None, health: Health | None = None) -> None:
         topics = settings.topics

@@ -74,7 +74,7 @@ def stop_and_restart(workers: Workers, role: str, times: int, rng: random.Random
         workers.start(role)
 
 
-@pytest.mark.parametrize("run", range(5))
+@pytest.mark.parametrize("run", range(3))
 def test_sigterm_to_the_s3_sink_seven_times_leaves_each_pair_in_exactly_one_file(
         workers: Workers, aws_endpoint: str, run: int) -> None:
     trails, _, _ = aws_resources(aws_endpoint)
