@@ -182,6 +182,39 @@ def matches(record: dict[str, Any], key: str, value: str) -> bool:
             "AccessKeyId": fields.access_key_id}[key] == value
 
 
+def test_every_management_event_is_stored_exactly_once_while_a_second_history_worker_joins_and_leaves(
+        stack: Endpoints, tmp_path: Path) -> None:
+    """The rebalance twin of the stop tests: partitions move to a second worker of the group and back three times,
+    mid-batch, both writing the one store file."""
+    settings = history_settings(stack, tmp_path)
+    records = recent(60_000, seed=1250, duplicates=0.05)
+    expected = management_ids(records)
+    workers = Workers(settings, tmp_path, env={"AWS_ENDPOINT_URL": stack.aws_endpoint_url})
+    try:
+        replay = Replay(workers, records, seconds=15)
+        workers.start("processors")
+        workers.start("history")
+        wait_until_working(workers, "history")
+        first = workers.running["history"][0]
+        replay.start()
+        rng = random.Random(1250)
+        for _ in range(3):
+            workers.start("history")  # joins: the group hands it part of the partitions
+            wait_until_working(workers, "history")
+            time.sleep(rng.uniform(0.5, 3.0))
+            workers.terminate("history")  # leaves: its partitions go back to the first worker
+            workers.running["history"].append(first)
+        replay.finish()
+        wait_until_stored(settings, workers, len(expected))
+        time.sleep(2)  # anything more than expected would arrive now
+        stored = stored_event_ids(settings)
+    finally:
+        workers.stop_all()
+    assert set(stored) == expected, (f"missing {len(expected - set(stored))}, unexpected "
+                                     f"{len(set(stored) - expected)}")
+    assert max(stored.values()) == 1, f"doubled: {[e for e, n in stored.items() if n > 1][:5]}"
+
+
 def lookup_values(records: Iterable[dict[str, Any]], rng: random.Random) -> dict[str, str]:
     """A value for each lookup attribute, each taken from a random record that has one (the simulator's mix
     follows the hour of day, so no single record is sure to carry them all: an AssumedRole call has no
