@@ -37,6 +37,15 @@ def test_a_file_stored_again_after_its_digest_is_not_listed_again() -> None:
     assert state.add(entry("b"))
 
 
+def test_a_period_another_writer_stored_is_linked_to_and_its_files_are_not_listed_again() -> None:
+    state = ChainState(CHAIN, T0, stored(0))
+    state.add(entry("a"))
+    state.add(entry("b"))
+    state.adopt(stored(1), {"a", "c"})
+    assert (state.start, state.previous, sorted(state.pending)) == (T0 + timedelta(hours=1), stored(1), ["b"])
+    assert not state.add(entry("c")), "a file the other writer listed is not listed again"
+
+
 def test_files_are_remembered_for_a_bounded_number_of_digests() -> None:
     state = ChainState(CHAIN, T0, None)
     state.add(entry("a"))
@@ -81,6 +90,7 @@ def test_files_stored_after_a_trail_stopped_validating_still_reach_its_last_dige
     state = ChainState(CHAIN, T0, None)
     worker.chains = {("arn:aws:cloudtrail:us-east-1:111122223333:trail/audit", "111122223333", "eu-west-1"): state}
     worker.trails = {}
+    worker.owned = {0}
     worker._next = {}
     worker._take(StoredRecord(span("late-file")))
     worker._take(StoredRecord(span("other-trail", "arn:aws:cloudtrail:us-east-1:111122223333:trail/gone")))
@@ -112,6 +122,9 @@ def test_a_broker_that_does_not_answer_leaves_the_digest_worker_running() -> Non
     worker.admin = UnreachableAdmin()
     worker.consumer = UnreachableConsumer()
     worker.topic = "journal"
+    worker.owned = {0}
     worker._next = {0: 5}
-    worker._read_to_end()    # the digests are then written with what was read
-    worker._commit()         # the next period's commit covers these offsets
+    worker._adopted = {}
+    worker._digested_to = {}
+    assert not worker._read_to_end()    # the digests are then written with what was read
+    worker._commit(T0)                  # the next period's commit covers these offsets
