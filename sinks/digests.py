@@ -173,7 +173,12 @@ class DigestWorker(Worker):
         self.status = StatusReporter.for_settings(settings, self.status_producer)
 
     def start(self) -> None:
+        """The signing key, and the delivery topic's partition count (asked here: a metadata call inside the
+        consumer's rebalance callback breaks confluent-kafka's callback state)."""
         self.keys.current()
+        delivery = self.settings.topics.delivery
+        self._delivery_partitions = len(self.admin.list_topics(delivery, timeout=KAFKA_TIMEOUT_S)
+                                        .topics[delivery].partitions)
 
     def on_assign(self, partitions: list[TopicPartition]) -> None:
         """Take the partitions' chains: offsets and `digested_to` from the commits, then the chains found in S3."""
@@ -260,8 +265,6 @@ class DigestWorker(Worker):
     def _discover_chains(self, partitions: set[int]) -> None:
         """Every chain of `partitions` with a digest in S3, of the trails that validate: accounts, then regions,
         by delimiter; a chain's partition is its delivery key's."""
-        count = len(self.consumer.list_topics(self.settings.topics.delivery, timeout=KAFKA_TIMEOUT_S)
-                    .topics[self.settings.topics.delivery].partitions)
         for trail in [t for t in self.trails.values() if validating(t)]:
             root = accounts_folder(trail.s3_key_prefix or "", trail.organization_id)
             for account_folder in self._folders(trail.s3_bucket_name, root):
@@ -271,7 +274,7 @@ class DigestWorker(Worker):
                 for region_folder in self._folders(trail.s3_bucket_name, f"{account_folder}CloudTrail-Digest/"):
                     region = region_folder.rstrip("/").rsplit("/", 1)[-1]
                     ident = (trail.arn, account, region)
-                    partition = key_partition(DeliveryKey(*ident).encode(), count)
+                    partition = key_partition(DeliveryKey(*ident).encode(), self._delivery_partitions)
                     if ident in self.chains or partition not in partitions:
                         continue
                     if self._chain(trail, account, region, partition, datetime.now(UTC)).previous is None:
