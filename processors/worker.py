@@ -56,6 +56,7 @@ from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Message
 
 from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings
+from kafkatrail.core.topics import KEYED_PARTITIONER
 from kafkatrail.processors.dedupe import DedupeWindow, changelog_record, dedupe_time_s
 from kafkatrail.processors.metrics import ProcessorMetrics
 from kafkatrail.processors.pipeline import BatchOutcome, EventPipeline, InputMessage
@@ -83,7 +84,7 @@ class ProcessorWorker(TransactionalLoop[DedupeWindow]):
             batch_timeout_s=settings.processors.batch_timeout_s, changelogs=self.sources.changelogs,
             count_transaction=lambda outcome: self.metrics.transactions.labels(outcome).inc(),
             producer_config={"batch.size": 1_000_000, "queue.buffering.max.kbytes": 262_144,
-                             "partitioner": "murmur2_random"}, health=health)
+                             "partitioner": KEYED_PARTITIONER}, health=health)
 
     def trail_changed(self, arn: str, trail: Trail | None) -> None:
         if trail is None:

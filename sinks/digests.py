@@ -5,18 +5,46 @@ and a file rebuilt after a sink crash has the same bytes under the same key, so 
 final: it can be listed at once. Repeated `stored` records of one key are listed once.
 
 Membership: a file is listed in the first digest written after its `stored` record was read. At each
-period end E the worker reads the journal up to the end offsets it sees at E, writes one digest per known
-chain for [previous end, E) (an empty one when nothing was stored), and only then commits its journal
-offsets. So a crash before the commit re-reads only files of the digests just written (skipped: they are in
-the chain's latest digest) or of none. The offsets committed are those after the last journal record taken
-(or the end of a partition, once the consumer reported reaching it), never the consumer's `position()`,
-which can run ahead of what was handed to the worker.
+period end E the worker reads the journal up to the end offsets it sees at E, writes the digests of every
+owned chain up to E (an empty one when nothing was stored), and only then commits its journal offsets. So a
+crash before the commit re-reads only files of the digests just written (skipped: they are listed in them)
+or of none. The offsets committed are those after the last journal record taken (or the end of a partition,
+once the consumer reported reaching it), never the consumer's `position()`, which can run ahead of what was
+handed to the worker.
+
+Any number of digest workers may run; each chain has one owner, decided by Kafka:
+1. Ownership. The processors key delivery records by (trail, account, region) with Kafka's murmur2
+   partitioner, and the journal has one partition per delivery partition, so every file of a chain is
+   journaled in one partition: the chain's partition (`key_partition` of its delivery key, also for a chain
+   with no file yet). The workers share a consumer group on the journal; a worker extends only the chains of
+   the partitions assigned to it. On assignment it finds those chains again in S3 (below) and reads their
+   partitions from the committed offsets; on revocation it forgets them without committing (its offsets
+   were committed with its last digests; the files taken since are read again by the next owner). A killed
+   owner's partitions move when its session times out (`session_timeout_s`); the new owner writes the
+   periods missed in between at its first period end, so the takeover bound is the session timeout plus
+   one period. A stopped worker leaves the group at once.
+2. Fencing in S3. An owner that lost its partitions without noticing yet (stalled in S3 retries past the
+   poll interval, paused) may still write. So the chain is made so that a late writer cannot fork it: a
+   digest's key is a function of its chain and period end alone, every digest covers exactly the period
+   after its predecessor's end (a chain never skips a period: missed ones are written, empty, in order),
+   and every digest is stored with `If-None-Match: *`. The key of the successor of a digest is therefore
+   fixed, at most one object can be stored under it, and a writer that finds it taken (412) adopts the
+   stored digest as its predecessor, drops the files listed there from its pending ones and goes on with
+   the next period. A chain's first digest ends at the first period end after the journal timestamp of the
+   chain's first `stored` record, which every reader of the partition sees alike. Two digests for one chain
+   period, or two digests naming one predecessor, cannot exist.
+3. Each file in one digest. A file is listed only if it is not listed in the digests this worker wrote or
+   adopted (`ChainState.listed`). A new owner reads the journal from the committed offset, whose metadata
+   says up to which period end the digests list nothing read past it (`digested_to`: the round's end, or
+   just before the earliest digest adopted from another writer since the journal was last read to its end:
+   such a digest may list files this worker has not read yet); it collects the files of every digest of
+   the chain after that end, so files listed by a late writer or before a crash are not listed again.
 
 Chain state survives a restart without a store of its own: the previous digest of a chain is found again
 by listing the chain's digest folder in S3 (today's date folder, then earlier days, up to `lookback_days`),
-and its signature metadata and content hash link the next digest to it. At start, the chains of every
-trail with log file validation are discovered the same way, so they keep getting (empty) digests.
-Run one digest worker per deployment: two would write two chains.
+and its signature metadata and content hash link the next digest to it. On assignment, the chains of every
+trail with log file validation whose partition is assigned are discovered the same way, so they keep
+getting (empty) digests, each from one owner. Every worker must have the same `period_s`.
 """
 
 from __future__ import annotations
@@ -31,7 +59,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, Producer, TopicPartition
+import orjson
+from botocore.exceptions import ClientError
+from confluent_kafka import KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
@@ -40,6 +70,7 @@ from kafkatrail.core.aws import AwsCallMetrics, AwsCalls
 from kafkatrail.core.kafka_clients import kafka_config
 from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings
+from kafkatrail.core.topics import key_partition
 from kafkatrail.runtime.worker import Worker
 from kafkatrail.schemas.contract import DeliveryKey
 from kafkatrail.sinks.digest_files import (
@@ -62,6 +93,7 @@ log = logging.getLogger(__name__)
 
 KAFKA_TIMEOUT_S = 30.0
 REMEMBERED_DIGESTS = 24
+TAKEN = frozenset({"PreconditionFailed"})  # If-None-Match: a digest is stored under the key already
 
 
 class DigestMetrics:
@@ -69,6 +101,8 @@ class DigestMetrics:
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
         self.digests = Counter("kafkatrail_digests_written_total", "Digest files stored", ["kind"], registry=registry)
+        self.adopted = Counter("kafkatrail_digests_adopted_total",
+                               "Chain periods another digest worker had written first", registry=registry)
         self.files = Counter("kafkatrail_digests_log_files_listed_total", "Log files listed in digests",
                              registry=registry)
         self.aws = AwsCallMetrics(registry)
@@ -82,6 +116,7 @@ class ChainState:
     chain: ChainId
     start: datetime
     previous: Previous | None
+    partition: int = 0
     pending: dict[str, LogFileEntry] = field(default_factory=dict)
     listed: deque[set[str]] = field(default_factory=lambda: deque(maxlen=REMEMBERED_DIGESTS))
 
@@ -99,6 +134,13 @@ class ChainState:
         self.listed.append(set(self.pending))
         self.pending = {}
 
+    def adopt(self, stored: Previous, listed: set[str]) -> None:
+        """Another writer stored this period's digest: link to it; its files are not pending any more."""
+        self.previous = stored
+        self.start = stored.end
+        self.listed.append(listed)
+        self.pending = {key: entry for key, entry in self.pending.items() if key not in listed}
+
 
 def chain_of(trail: Trail, account: str, region: str) -> ChainId:
     return ChainId(trail.name, trail.home_region, trail.s3_bucket_name, trail.s3_key_prefix or "",
@@ -110,14 +152,17 @@ def validating(trail: Trail | None) -> bool:
 
 
 class DigestWorker(Worker):
-    """The digest writer: reads `stored` journal records, writes signed digests at every period end."""
+    """The digest writer: reads `stored` journal records of its partitions, writes their chains' digests."""
 
     def __init__(self, settings: Settings, metrics: DigestMetrics | None = None, health: Health | None = None) -> None:
         super().__init__(settings, settings.digests, settings.topics.s3_journal, health=health)
         self.config = settings.digests
         self.metrics = metrics or DigestMetrics()
         self.chains: dict[tuple[str, str, str], ChainState] = {}
+        self.owned: set[int] = set()  # the journal partitions assigned: their chains are this worker's
         self._next: dict[int, int] = {}  # partition -> offset after the last journal record taken
+        self._digested_to: dict[int, datetime] = {}  # partition -> `digested_to` of its committed offset
+        self._adopted: dict[int, datetime] = {}  # partition -> earliest adopted end not yet known read past
         self._next_end = period_end_after(time.time(), self.config.period_s)
         self.s3 = aws.client(settings, "s3")
         self.calls = AwsCalls(self.metrics.aws, self.config.retry_max_backoff_s, lambda: self.stopping, self.wait)
@@ -127,33 +172,50 @@ class DigestWorker(Worker):
         self.status_producer = Producer(kafka_config(settings, **{"linger.ms": 100}))
         self.status = StatusReporter.for_settings(settings, self.status_producer)
 
-    def attach(self) -> None:
-        """Assign every journal partition at its committed offset (one digest worker reads them all), then find
-        the chains again in S3."""
-        partitions = self.consumer.list_topics(self.topic, timeout=KAFKA_TIMEOUT_S).topics[self.topic].partitions
-        committed = self.consumer.committed([TopicPartition(self.topic, p) for p in sorted(partitions)],
-                                            timeout=KAFKA_TIMEOUT_S)
-        self.consumer.assign([TopicPartition(self.topic, tp.partition, max(tp.offset, OFFSET_BEGINNING))
-                              for tp in committed])
-        self._next = {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
+    def start(self) -> None:
+        """The signing key, and the delivery topic's partition count (asked here: a metadata call inside the
+        consumer's rebalance callback breaks confluent-kafka's callback state)."""
         self.keys.current()
-        self._discover_chains()
+        delivery = self.settings.topics.delivery
+        self._delivery_partitions = len(self.admin.list_topics(delivery, timeout=KAFKA_TIMEOUT_S)
+                                        .topics[delivery].partitions)
+
+    def on_assign(self, partitions: list[TopicPartition]) -> None:
+        """Take the partitions' chains: offsets and `digested_to` from the commits, then the chains found in S3."""
+        committed = self.consumer.committed(partitions, timeout=KAFKA_TIMEOUT_S)
+        for tp in committed:
+            self.owned.add(tp.partition)
+            if tp.offset >= 0:
+                self._next[tp.partition] = tp.offset
+            if tp.metadata:
+                self._digested_to[tp.partition] = datetime.fromisoformat(orjson.loads(tp.metadata)["digested_to"])
+        self._discover_chains({tp.partition for tp in committed})
         self._next_end = period_end_after(time.time(), self.config.period_s)
-        self.health.ready = True
         log.info("chains found", extra={"chains": len(self.chains), "next_digest_end": self._next_end.isoformat()})
+
+    def on_revoke(self, partitions: list[TopicPartition]) -> None:
+        """Forget the partitions' chains, committing nothing: the next owner reads on from the last commit."""
+        gone = {tp.partition for tp in partitions}
+        self.owned -= gone
+        for mapping in (self._next, self._digested_to, self._adopted):
+            for partition in gone:
+                mapping.pop(partition, None)
+        self.chains = {ident: state for ident, state in self.chains.items() if state.partition not in gone}
+        self.metrics.chains.set(len(self.chains))
 
     def handle_batch(self, records: list[Message]) -> None:
         """Take the journal records; at a period end, read the journal to its end, write the digests, commit.
 
         A stop while S3 is failing raises `WorkerStopping`: nothing more is written or committed, and the next
-        start re-reads the uncommitted journal (files already in a chain's latest digest are skipped).
+        owner re-reads the uncommitted journal (files already in a chain's latest digests are skipped).
         """
         for message in records:
             self._take(message)
         if time.time() >= self._next_end.timestamp():
-            self._read_to_end()
+            if self._read_to_end():
+                self._adopted.clear()  # what the adopted digests list has been read by now
             self._write_digests(self._next_end)
-            self._commit()
+            self._commit(self._next_end)
             self._next_end = period_end_after(time.time(), self.config.period_s)
         self.status.flush()
         self.status_producer.poll(0)
@@ -163,10 +225,14 @@ class DigestWorker(Worker):
         self.status_producer.flush(KAFKA_TIMEOUT_S)
 
     def reached_end(self, partition: int, offset: int) -> None:
-        self._next[partition] = max(self._next.get(partition, 0), offset)
+        if partition in self.owned:
+            self._next[partition] = max(self._next.get(partition, 0), offset)
 
     def _take(self, message: Message) -> None:
-        self._next[message.partition()] = max(self._next.get(message.partition(), 0), message.offset() + 1)
+        partition = message.partition()
+        if partition not in self.owned:
+            return
+        self._next[partition] = max(self._next.get(partition, 0), message.offset() + 1)
         kind, span = FileSpan.from_journal(message.value())
         if kind != "stored":
             return
@@ -177,27 +243,28 @@ class DigestWorker(Worker):
             trail = self.trails.get(trail_arn)
             if not validating(trail):
                 return
-            state = self._chain(trail, account, region)  # type: ignore[arg-type]
+            first_stored = datetime.fromtimestamp(message.timestamp()[1] // 1000, UTC)
+            state = self._chain(trail, account, region, partition, first_stored)  # type: ignore[arg-type]
         state.add(LogFileEntry(span.bucket, span.object_key, span.sha256, span.oldest_event_time,
                                span.newest_event_time))
 
-    def _chain(self, trail: Trail, account: str, region: str) -> ChainState:
-        """The state of a chain, found again in S3 the first time this process meets it."""
+    def _chain(self, trail: Trail, account: str, region: str, partition: int, first_stored: datetime) -> ChainState:
+        """The state of a chain, found again in S3 the first time this owner meets it; a chain with no digest
+        starts at `first_stored`, the journal time of its first file (the same for every reader)."""
         ident = (trail.arn, account, region)
         state = self.chains.get(ident)
         if state is None:
             chain = chain_of(trail, account, region)
-            previous, listed = self._find_latest_digest(chain)
-            start = previous.end if previous else datetime.fromtimestamp(int(time.time()), UTC)
-            state = ChainState(chain, start, previous)
-            if listed:
-                state.listed.append(listed)
+            previous, listed = self._find_latest_digests(chain, self._digested_to.get(partition))
+            state = ChainState(chain, previous.end if previous else first_stored, previous, partition)
+            state.listed.extend(listed)
             self.chains[ident] = state
             self.metrics.chains.set(len(self.chains))
         return state
 
-    def _discover_chains(self) -> None:
-        """Every chain with a digest in S3 of the trails that validate: accounts, then regions, by delimiter."""
+    def _discover_chains(self, partitions: set[int]) -> None:
+        """Every chain of `partitions` with a digest in S3, of the trails that validate: accounts, then regions,
+        by delimiter; a chain's partition is its delivery key's."""
         for trail in [t for t in self.trails.values() if validating(t)]:
             root = accounts_folder(trail.s3_key_prefix or "", trail.organization_id)
             for account_folder in self._folders(trail.s3_bucket_name, root):
@@ -207,7 +274,10 @@ class DigestWorker(Worker):
                 for region_folder in self._folders(trail.s3_bucket_name, f"{account_folder}CloudTrail-Digest/"):
                     region = region_folder.rstrip("/").rsplit("/", 1)[-1]
                     ident = (trail.arn, account, region)
-                    if ident not in self.chains and self._chain(trail, account, region).previous is None:
+                    partition = key_partition(DeliveryKey(*ident).encode(), self._delivery_partitions)
+                    if ident in self.chains or partition not in partitions:
+                        continue
+                    if self._chain(trail, account, region, partition, datetime.now(UTC)).previous is None:
                         del self.chains[ident]  # another trail's digests share this folder
         self.metrics.chains.set(len(self.chains))
 
@@ -217,12 +287,14 @@ class DigestWorker(Worker):
             paginate=True)
         return [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", [])]
 
-    def _find_latest_digest(self, chain: ChainId) -> tuple[Previous | None, set[str]]:
-        """The newest digest of the chain (looking back day folder by day folder) and the files it lists."""
+    def _find_latest_digests(self, chain: ChainId, digested_to: datetime | None) -> tuple[Previous | None,
+                                                                                           list[set[str]]]:
+        """The newest digest of the chain (looking back day folder by day folder) and the files listed in it and
+        in the digests before it back to `digested_to` (only the newest's without one), oldest first."""
         anything = self._call("ListObjectsV2", lambda _: self.s3.list_objects_v2(
             Bucket=chain.bucket, Prefix=chain.folder, MaxKeys=1))
         if not anything.get("Contents"):
-            return None, set()
+            return None, []
         today = datetime.now(UTC)
         for days_back in range(self.config.lookback_days + 1):
             folder = chain.day_folder(today - timedelta(days=days_back))
@@ -230,17 +302,28 @@ class DigestWorker(Worker):
                 Bucket=chain.bucket, Prefix=folder, **({"ContinuationToken": token} if token else {})), paginate=True)
             keys = [item["Key"] for page in pages for item in page.get("Contents", []) if chain.owns(item["Key"])]
             if keys:
-                key = max(keys, key=key_time)
-                response = self._call("GetObject", lambda _, key=key: self.s3.get_object(Bucket=chain.bucket, Key=key))
-                content = gzip.decompress(response["Body"].read())
-                previous = previous_from_digest(chain.bucket, key, content, response["Metadata"]["signature"])
-                listed = {entry["s3Object"] for entry in json.loads(content)["logFiles"]}
-                log.info("chain found again", extra={"digest": key})
-                return previous, listed
-        return None, set()
+                latest, listed, before = self._read_digest(chain.bucket, max(keys, key=key_time))
+                lists = [listed]
+                while digested_to is not None and before and key_time(before[1]) > digested_to \
+                        and len(lists) < REMEMBERED_DIGESTS:
+                    _, listed, before = self._read_digest(*before)
+                    lists.insert(0, listed)
+                log.info("chain found again", extra={"digest": latest.key, "digests_read": len(lists)})
+                return latest, lists
+        return None, []
 
-    def _read_to_end(self) -> None:
-        """Consume until every partition has been taken up to the end offset it has now.
+    def _read_digest(self, bucket: str, key: str) -> tuple[Previous, set[str], tuple[str, str] | None]:
+        """The link a stored digest provides, the log files it lists and its predecessor's (bucket, key)."""
+        response = self._call("GetObject", lambda _: self.s3.get_object(Bucket=bucket, Key=key))
+        content = gzip.decompress(response["Body"].read())
+        document = json.loads(content)
+        before = document["previousDigestS3Object"]
+        return (previous_from_digest(bucket, key, content, response["Metadata"]["signature"]),
+                {entry["s3Object"] for entry in document["logFiles"]},
+                (document["previousDigestS3Bucket"], before) if before else None)
+
+    def _read_to_end(self) -> bool:
+        """Consume until every owned partition has been taken up to the end offset it has now; whether it was.
 
         The end offsets come from an admin client: asked on the consumer, each waits behind its fetch long-poll.
         While the broker cannot tell them (it is down or restarting), the digests are written with what was
@@ -254,47 +337,65 @@ class DigestWorker(Worker):
         except KafkaException as exc:
             log.warning("journal end unknown: the broker did not answer; digests list what was read",
                         extra={"error": exc.args[0].str()})
-            return
+            return False
         deadline = time.monotonic() + KAFKA_TIMEOUT_S
         while time.monotonic() < deadline and not self.stopping:
-            if all(self._next.get(p, 0) >= end for p, end in ends.items()):
-                return
+            if all(self._next.get(p, 0) >= end for p, end in ends.items() if p in self.owned):
+                return set(ends) <= self.owned
             records, reached = self.sort(self.consumer.consume(1000, timeout=0.2))
             for message in records:
                 self._take(message)
             for _, partition, offset in reached:
                 self.reached_end(partition, offset)
         log.warning("journal not read to its end before the digest; late files go to the next digest")
+        return False
 
     def _write_digests(self, end: datetime) -> None:
-        """One digest per chain; a chain whose trail stopped validating gets a last one for its pending files."""
+        """Every owned chain's digests up to `end`, one per period; a chain whose trail stopped validating gets
+        its last ones for its pending files."""
         for ident, state in list(self.chains.items()):
             trail = self.trails.get(ident[0])
             active = validating(trail)
             if active:
                 state.chain = chain_of(trail, ident[1], ident[2])  # type: ignore[arg-type]
             if (active or state.pending) and state.start < end:
-                self._write_digest(state, end)
+                while state.start < end:
+                    self._write_digest(state, period_end_after(state.start.timestamp(), self.config.period_s))
                 self.status.report(ident[0], ident[2], "digest")
             if not active:
                 del self.chains[ident]
         self.metrics.chains.set(len(self.chains))
 
     def _write_digest(self, state: ChainState, end: datetime) -> None:
+        """Store the digest of the period ending at `end` unless one is stored there; else link to that one."""
         key = self.keys.current()
         files = sorted(state.pending.values(), key=lambda entry: entry.key)
         document = digest_document(state.chain, state.start, end, files, state.previous, key.fingerprint)
         signed = build_digest(document, lambda message: self.keys.sign(key, message))
-        self._call("PutObject", lambda _: self.s3.put_object(
-            Bucket=state.chain.bucket, Key=document["digestS3Object"], Body=signed.body, Metadata=signed.metadata,
-            ServerSideEncryption="AES256"))
+        try:
+            self.calls.call("PutObject", lambda: self.s3.put_object(
+                Bucket=state.chain.bucket, Key=document["digestS3Object"], Body=signed.body, Metadata=signed.metadata,
+                ServerSideEncryption="AES256", IfNoneMatch="*"), permanent=TAKEN)
+        except ClientError:
+            stored, listed, _ = self._read_digest(state.chain.bucket, document["digestS3Object"])
+            state.adopt(stored, listed)
+            self._adopted[state.partition] = min(self._adopted.get(state.partition, end), end)
+            self.metrics.adopted.inc()
+            log.info("digest period stored by another worker: linked to it", extra={"digest": stored.key})
+            return
         state.advance(signed.previous_for_next)
         self.metrics.digests.labels("files" if files else "empty").inc()
         self.metrics.files.inc(len(files))
 
-    def _commit(self) -> None:
-        """Commit the offsets after the journal records taken (all of them are in the digests just written)."""
-        taken = [TopicPartition(self.topic, partition, offset) for partition, offset in self._next.items()]
+    def _commit(self, end: datetime) -> None:
+        """Commit the offsets after the journal records taken (all of them are in the digests up to `end`), each
+        with its `digested_to` (module docstring)."""
+        for partition in self._next:
+            adopted = self._adopted.get(partition)
+            self._digested_to[partition] = min(end, adopted - timedelta(seconds=1)) if adopted else end
+        taken = [TopicPartition(self.topic, partition, offset, metadata=orjson.dumps(
+            {"digested_to": self._digested_to[partition].isoformat()}).decode())
+            for partition, offset in self._next.items()]
         if not taken:
             return
         try:

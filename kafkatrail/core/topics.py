@@ -15,6 +15,8 @@ from kafkatrail.core.settings import Settings
 
 ADMIN_TIMEOUT_S = 30
 JOURNAL_RETENTION_MS = 30 * 86_400_000
+# librdkafka's partitioner for keyed records, Java's default: `key_partition` computes the same partition
+KEYED_PARTITIONER = "murmur2_random"
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
@@ -61,6 +63,25 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
                      names.dedupe_changelog, names.insights_changelog, names.s3_journal,
                      names.s3_insight_journal, names.delivery_failures, names.trail_status, names.history, *sources)
     ]
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition `KEYED_PARTITIONER` sends a record keyed `key` to: Kafka's murmur2, positive, modulo
+    `partitions` (so a delivery key's partition is known without producing)."""
+    m, length = 0x5BD1E995, len(key)
+    h = 0x9747B28C ^ length
+    for i in range(0, length - length % 4, 4):
+        k = int.from_bytes(key[i:i + 4], "little") * m & 0xFFFFFFFF
+        k = (k ^ k >> 24) * m & 0xFFFFFFFF
+        h = (h * m & 0xFFFFFFFF) ^ k
+    tail = key[length - length % 4:]
+    if tail:
+        for index in range(len(tail) - 1, -1, -1):
+            h ^= tail[index] << (8 * index)
+        h = h * m & 0xFFFFFFFF
+    h = (h ^ h >> 13) * m & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
 
 
 def create_topics(settings: Settings) -> dict[str, str]:

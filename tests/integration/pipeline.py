@@ -69,9 +69,10 @@ class Workers:
     def __exit__(self, *exc_info: object) -> None:
         self.stop_all()
 
-    def start(self, role: str = "processors") -> WorkerProcess:
+    def start(self, role: str = "processors", instance: str = "p0") -> WorkerProcess:
+        """Start a worker of `role`; a transactional one as `instance` (the same id fences its predecessor)."""
         started = self.running.setdefault(role, [])
-        args = ["--instance-id", "p0"] if role in ("processors", "insights") else []
+        args = ["--instance-id", instance] if role in ("processors", "insights") else []
         worker = WorkerProcess(role, self.log_dir / f"{role}-{len(started)}.log", self.env, args, metrics_port=0)
         started.append(worker)
         return worker
@@ -79,12 +80,13 @@ class Workers:
     def latest(self, role: str = "processors") -> WorkerProcess:
         return self.running[role][-1]
 
-    def kill(self, role: str = "processors") -> None:
-        self.latest(role).kill()
+    def kill(self, role: str = "processors", index: int = -1) -> None:
+        self.running[role][index].kill()
 
-    def terminate(self, role: str = "processors", within_s: float = 30) -> None:
-        """SIGTERM the latest worker of `role` and require a clean exit (status 0) within `within_s`."""
-        worker = self.latest(role)
+    def terminate(self, role: str = "processors", within_s: float = 30, index: int = -1) -> None:
+        """SIGTERM the `index`th (default: latest) worker of `role` and require a clean exit (status 0) within
+        `within_s`."""
+        worker = self.running[role][index]
         ended = worker.stop(within_s)
         assert not ended.startswith("killed"), f"the {role} worker ignored SIGTERM for {within_s} s:\n{self.log_tail()}"
         status = worker.process.returncode

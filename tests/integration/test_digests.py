@@ -41,7 +41,8 @@ REGIONS = ("ap-southeast-2", "eu-west-1", "us-east-1")
 class Pipeline:
     """Processors, S3 sink, digest worker and `kafkatrail api` on a fresh topic prefix, one validated trail."""
 
-    def __init__(self, stack: Endpoints, tmp_path: Path, s3: dict[str, Any] | None = None) -> None:
+    def __init__(self, stack: Endpoints, tmp_path: Path, s3: dict[str, Any] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.settings = fresh_settings(stack.bootstrap_servers,
                                        s3=s3 or {"flush_interval_s": 1, "max_file_records": 100})
         create_topics(self.settings)
@@ -49,7 +50,8 @@ class Pipeline:
         self.api_port = free_port()
         env = {"AWS_ENDPOINT_URL": stack.aws_endpoint_url, "KAFKATRAIL_KEYS__FOLDER": str(tmp_path / "keys"),
                "KAFKATRAIL_DIGESTS__GROUP_ID": f"{self.settings.topic_prefix}-digests",
-               "KAFKATRAIL_DIGESTS__PERIOD_S": str(PERIOD_S), "KAFKATRAIL_API__PORT": str(self.api_port)}
+               "KAFKATRAIL_DIGESTS__PERIOD_S": str(PERIOD_S), "KAFKATRAIL_API__PORT": str(self.api_port),
+               **(env or {})}
         self.workers = Workers(self.settings, tmp_path, env=env)
         self.api: subprocess.Popen[bytes] | None = None
         self.log_dir = tmp_path
@@ -147,6 +149,23 @@ def both_validators(aws: Path, pipeline: Pipeline, trail: Trail, start: datetime
     return theirs, ours
 
 
+def validators_agree(aws: Path, pipeline: Pipeline, trail: Trail, start: datetime, end: datetime) -> tuple[int, int]:
+    """Both validators find every digest and log file of each region valid, alike; (digests, log files) checked.
+    Prints AWS's summary per region."""
+    totals = Counter[str]()
+    for region in REGIONS:
+        theirs, ours = both_validators(aws, pipeline, trail, start, end, region)
+        assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+        assert ours.returncode == 0, ours.stdout + ours.stderr
+        valid_digests, all_digests, valid_logs, all_logs = summary(theirs.stdout)
+        assert (valid_digests, valid_logs) == (all_digests, all_logs)
+        assert summary(ours.stdout) == summary(theirs.stdout)
+        totals.update(digests=all_digests, logs=all_logs)
+        print(f"\naws cloudtrail validate-logs --region {region}:\n"
+              + "\n".join(line for line in theirs.stdout.splitlines() if not line.startswith(("Digest", "Log"))))
+    return totals["digests"], totals["logs"]
+
+
 def summary(output: str) -> tuple[int, int, int, int]:
     """(valid digests, digests, valid logs, logs) from a validator's summary lines."""
     digests = re.search(r"^(\d+)/(\d+) digest files valid", output, re.M)
@@ -192,19 +211,8 @@ def test_aws_validator_accepts_the_chains_and_both_validators_catch_tampering(
     assert_one_unbroken_chain_per_region(digests, log_files)
     assert any(not document["logFiles"] for document, _ in digests.values()), "empty periods get digests too"
 
-    totals = Counter[str]()
-    for region in REGIONS:
-        theirs, ours = both_validators(aws_cli, pipeline, trail, start, end, region)
-        assert theirs.returncode == 0, theirs.stdout + theirs.stderr
-        assert ours.returncode == 0, ours.stdout + ours.stderr
-        valid_digests, all_digests, valid_logs, all_logs = summary(theirs.stdout)
-        assert (valid_digests, valid_logs) == (all_digests, all_logs)
-        assert summary(ours.stdout) == summary(theirs.stdout)
-        totals.update(digests=all_digests, logs=all_logs)
-        with capsys.disabled():
-            print(f"\naws cloudtrail validate-logs --region {region}:\n"
-                  + "\n".join(line for line in theirs.stdout.splitlines() if not line.startswith(("Digest", "Log"))))
-    assert (totals["digests"], totals["logs"]) == (len(digests), len(log_files))
+    with capsys.disabled():
+        assert validators_agree(aws_cli, pipeline, trail, start, end) == (len(digests), len(log_files))
 
     for name, tamper, expected in tampering(s3, bucket, digests):
         restore = tamper()

@@ -1,12 +1,26 @@
-"""A chain's pending files: each stored log file is listed once, also when the sink stores it again."""
+"""A chain's pending files: each stored log file is listed once, also when the sink stores it again; and a
+late writer of a chain it lost links to the digests stored meanwhile instead of forking the chain."""
 
 from __future__ import annotations
 
+import gzip
+import io
+import json
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
 
-from kafkatrail.sinks.digest_files import ChainId, LogFileEntry, Previous
-from kafkatrail.sinks.digests import REMEMBERED_DIGESTS, ChainState, DigestWorker
+from botocore.exceptions import ClientError
+from prometheus_client import CollectorRegistry
+
+from kafkatrail.core.aws import AwsCalls
+from kafkatrail.core.settings import DigestSettings
+from kafkatrail.sinks.digest_files import ChainId, LogFileEntry, Previous, key_time, time_text
+from kafkatrail.sinks.digests import REMEMBERED_DIGESTS, ChainState, DigestMetrics, DigestWorker
 from kafkatrail.sinks.journal import FileSpan
+from kafkatrail.sinks.signing_keys import SigningKeys
+from kafkatrail.sinks.status import StatusReporter
+from kafkatrail.trails.model import Trail
 
 CHAIN = ChainId("audit", "us-east-1", "bucket", "", None, "111122223333", "eu-west-1")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -35,6 +49,15 @@ def test_a_file_stored_again_after_its_digest_is_not_listed_again() -> None:
     assert (state.start, state.previous, state.pending) == (T0 + timedelta(hours=1), stored(1), {})
     assert not state.add(entry("a")), "a file rebuilt by the S3 sink after a crash is already in a digest"
     assert state.add(entry("b"))
+
+
+def test_a_period_another_writer_stored_is_linked_to_and_its_files_are_not_listed_again() -> None:
+    state = ChainState(CHAIN, T0, stored(0))
+    state.add(entry("a"))
+    state.add(entry("b"))
+    state.adopt(stored(1), {"a", "c"})
+    assert (state.start, state.previous, sorted(state.pending)) == (T0 + timedelta(hours=1), stored(1), ["b"])
+    assert not state.add(entry("c")), "a file the other writer listed is not listed again"
 
 
 def test_files_are_remembered_for_a_bounded_number_of_digests() -> None:
@@ -81,6 +104,7 @@ def test_files_stored_after_a_trail_stopped_validating_still_reach_its_last_dige
     state = ChainState(CHAIN, T0, None)
     worker.chains = {("arn:aws:cloudtrail:us-east-1:111122223333:trail/audit", "111122223333", "eu-west-1"): state}
     worker.trails = {}
+    worker.owned = {0}
     worker._next = {}
     worker._take(StoredRecord(span("late-file")))
     worker._take(StoredRecord(span("other-trail", "arn:aws:cloudtrail:us-east-1:111122223333:trail/gone")))
@@ -112,6 +136,63 @@ def test_a_broker_that_does_not_answer_leaves_the_digest_worker_running() -> Non
     worker.admin = UnreachableAdmin()
     worker.consumer = UnreachableConsumer()
     worker.topic = "journal"
+    worker.owned = {0}
     worker._next = {0: 5}
-    worker._read_to_end()    # the digests are then written with what was read
-    worker._commit()         # the next period's commit covers these offsets
+    worker._adopted = {}
+    worker._digested_to = {}
+    assert not worker._read_to_end()    # the digests are then written with what was read
+    worker._commit(T0)                  # the next period's commit covers these offsets
+
+
+class ConditionalBucket:
+    """S3 as the digest worker uses it, with `If-None-Match: *` refusing a key that is taken (412)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, dict[str, str]]] = {}
+
+    def put_object(self, *, Key: str, Body: bytes, Metadata: dict[str, str], IfNoneMatch: str,
+                   **_: object) -> None:
+        if Key in self.objects:
+            raise ClientError({"Error": {"Code": "PreconditionFailed"}}, "PutObject")
+        self.objects[Key] = Body, Metadata
+
+    def get_object(self, *, Key: str, **_: object) -> dict:
+        body, metadata = self.objects[Key]
+        return {"Body": io.BytesIO(body), "Metadata": metadata}
+
+    def documents(self) -> list[dict]:
+        return [json.loads(gzip.decompress(self.objects[key][0])) for key in sorted(self.objects, key=key_time)]
+
+
+def writer(tmp_path: Path, bucket: ConditionalBucket) -> DigestWorker:
+    """A digest worker with only what writing digests needs: the audit trail, signing keys and the bucket."""
+    worker = DigestWorker.__new__(DigestWorker)
+    trail = Trail(name="audit", home_region="us-east-1", account_id="111122223333", s3_bucket_name="bucket",
+                  log_file_validation_enabled=True)
+    worker.trails = {trail.arn: trail}
+    worker.config = DigestSettings(period_s=3600)
+    worker.keys = SigningKeys(tmp_path, rotation_s=86_400)
+    worker.metrics = DigestMetrics(CollectorRegistry())
+    worker.calls = AwsCalls(worker.metrics.aws, 1.0, lambda: False, lambda _: None)
+    worker.s3 = bucket
+    worker.status = StatusReporter(lambda _: None)
+    worker._adopted = {}
+    worker.chains = {(trail.arn, CHAIN.account, CHAIN.region): ChainState(CHAIN, T0, None)}
+    return worker
+
+
+def test_a_late_writer_links_to_the_periods_written_meanwhile_and_forks_nothing(tmp_path: Path) -> None:
+    bucket = ConditionalBucket()
+    owner, late = writer(tmp_path, bucket), writer(tmp_path, bucket)  # `late` lost the chain, not knowing yet
+    for worker, files in ((owner, "ab"), (late, "abc")):
+        for name in files:
+            next(iter(worker.chains.values())).add(entry(name))
+    owner._write_digests(T0 + timedelta(hours=3))
+    late._write_digests(T0 + timedelta(hours=4))
+    documents = bucket.documents()
+    assert [d["digestEndTime"] for d in documents] == [time_text(T0 + timedelta(hours=h)) for h in range(1, 5)]
+    for before, after in pairwise(documents):
+        assert (after["previousDigestS3Object"], after["digestStartTime"]) == (
+            before["digestS3Object"], before["digestEndTime"])
+    assert [[f["s3Object"] for f in d["logFiles"]] for d in documents] == [["a", "b"], [], [], ["c"]]
+    assert late._adopted == {0: T0 + timedelta(hours=1)}, "the commit must send a new owner back before it"
