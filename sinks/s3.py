@@ -105,6 +105,8 @@ class S3SinkMetrics:
                          registry=registry)
         self.parked = Gauge("kafkatrail_s3_parked_files", "Log files S3 refused for good, waiting for their trail "
                             "to be fixed", registry=registry)
+        self.trail_files = Counter("kafkatrail_s3_trail_files_written_total", "Log files stored, by trail",
+                                   ["trail"], registry=registry)
         self.last_stored = Gauge("kafkatrail_s3_last_file_stored_timestamp_seconds",
                                  "When this process last stored a log file of the trail (Unix time)", ["trail"],
                                  registry=registry)
@@ -438,6 +440,7 @@ class S3Sink(Worker):
         self.metrics.events.inc(len(file.times))
         now = time.time()
         if self.kind == "CloudTrail":
+            self.metrics.trail_files.labels(file.span.trail_arn).inc()
             self.metrics.last_stored.labels(file.span.trail_arn).set(now)
         epoch = {text: event_time_ms(text) / 1000 for text in set(file.times)}
         observe = self.metrics.latency.observe
