@@ -66,6 +66,11 @@ class Prometheus:
             assert self.process.poll() is None, self.log.read_text()[-2000:]
             return None
 
+    def firing(self) -> dict[str, Any]:
+        """The alerts firing now, by name."""
+        alerts = (self.api("alerts") or {}).get("alerts", [])
+        return {alert["labels"]["alertname"]: alert for alert in alerts if alert["state"] == "firing"}
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -128,14 +133,12 @@ def test_prometheus_scrapes_every_role_and_fires_the_aws_alerts_when_s3_stops(
         wait_for("the files stored counted", lambda: (found := prometheus.api(
             "query", query="sum(kafkatrail_s3_trail_files_written_total)")) and found["result"] and float(
             found["result"][0]["value"][1]) > 0, 20, logs)
-        assert not (prometheus.api("alerts") or {}).get("alerts"), "no alert before S3 stops"
+        assert not prometheus.firing(), "no alert before S3 stops"
 
         os.kill(pid, signal.SIGSTOP)  # S3 stops answering: connections wait, calls time out
         publish(settings, simulate(500, seed=1501))
-        alerts = wait_for("the AWS alerts firing", lambda: AWS_ALERTS <= {
-            alert["labels"]["alertname"] for alert in (prometheus.api("alerts") or {}).get("alerts", [])
-            if alert["state"] == "firing"} and prometheus.api("alerts"), 60, logs)
-        firing = {alert["labels"]["alertname"]: alert for alert in alerts["alerts"] if alert["state"] == "firing"}
+        firing = wait_for("the AWS alerts firing", lambda: (now := prometheus.firing()).keys() >= AWS_ALERTS and now,
+                          60, logs)
         assert firing["KafkatrailAwsUnreachable"]["labels"]["job"] == "s3"
         assert firing["KafkatrailDeliveryErrors"]["labels"]["call"] == "PutObject"
     finally:
