@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from kafkatrail.core.metrics import scrape, totals
@@ -24,9 +24,12 @@ API_ROLE = "api"
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: the kernel sends it SIGTERM when its parent dies, even by SIGKILL (Linux)."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _tie_to_parent() -> Callable[[], None]:
+    """A `preexec_fn`: in the child before exec, ask the kernel for SIGTERM when the parent dies, even by SIGKILL
+    (Linux). libc's prctl is looked up here, in the parent: the child, forked from a process that may run other
+    threads, only makes the call."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class WorkerProcess:
@@ -46,7 +49,7 @@ class WorkerProcess:
         else:
             command = [sys.executable, "-m", "kafkatrail.cli", "worker", role, "--metrics-port",
                        str(self.metrics_port), *args]
-        preexec = _die_with_parent if tied and sys.platform == "linux" else None
+        preexec = _tie_to_parent() if tied and sys.platform == "linux" else None
         if log_file is None:
             self.process = subprocess.Popen(command, env=dict(env), stdin=subprocess.DEVNULL, preexec_fn=preexec)
         else:

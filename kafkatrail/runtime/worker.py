@@ -44,6 +44,7 @@ from kafkatrail.trails.topic import TrailFeed
 log = logging.getLogger(__name__)
 
 COMMIT_CHECK_S = 10.0
+COMMITTED_TIMEOUT_S = 2.0  # the loop waits this long at most for the group's offsets (a broker away: skip)
 MIN_COMMIT_DUE_S = 120.0
 # One per process, whatever worker (or rebuilt worker) sets it: the role is the settings section's name.
 CONSUMER_LAG = Gauge("kafkatrail_consumer_lag_records", "Records of the assigned partitions after the group's "
@@ -175,7 +176,7 @@ class Worker:
         A broker that does not answer leaves both as they were (its own check reports it)."""
         try:
             assigned = self.consumer.assignment()
-            committed = self.consumer.committed(assigned, timeout=5) if assigned else []
+            committed = self.consumer.committed(assigned, timeout=COMMITTED_TIMEOUT_S) if assigned else []
         except KafkaException:
             self.commit_watch.checked_at = time.monotonic()
             return

@@ -25,7 +25,8 @@ SCRIPTS = {
     "s3": "import signal, sys, time\n"
           "def stop(*_):\n    open(sys.argv[1], 'a').write('TERM\\n'); time.sleep(0.3); sys.exit(0)\n"
           "signal.signal(signal.SIGTERM, stop)\nopen(sys.argv[1], 'a').write('up\\n')\nwhile True: time.sleep(0.1)",
-    "history": "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(0.1)",
+    "history": "import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+               "open(sys.argv[1], 'a').write('up\\n')\nwhile True: time.sleep(0.1)",
 }
 
 
@@ -82,10 +83,11 @@ def test_a_stop_sends_one_sigterm_each_and_kills_a_role_that_ignores_it(
     supervisor, thread = running
     caplog.set_level(logging.INFO, logger="kafkatrail.node")
     deadline = time.monotonic() + 20
-    while not (tmp_path / "s3.notes").exists() or set(supervisor.pids()) < {"s3", "history"}:
+    while not ((tmp_path / "s3.notes").exists() and (tmp_path / "history.notes").exists()):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     pids = supervisor.pids()
+    assert {"s3", "history"} <= set(pids)
     supervisor.stop()
     thread.join(30)
     assert not thread.is_alive()

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError
 
+from kafkatrail.core.dependencies import Dependencies
 from kafkatrail.core.metrics import Health
 from kafkatrail.runtime.worker import CommitWatch, Worker, WorkerStopping
 
@@ -158,7 +159,7 @@ def test_an_idle_worker_with_nothing_waiting_stays_ready() -> None:
 
 
 def test_readyz_names_stalled_commits_once_ready_otherwise() -> None:
-    health = Health()
+    health = Health(dependencies=Dependencies())  # not the process's: other tests report Kafka and AWS down
     health.commits_stalled = "no commit for 130 s with 20 records waiting"
     assert health.not_ready_because() == "not ready"
     health.ready = True
