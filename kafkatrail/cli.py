@@ -221,6 +221,53 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_roles(args: argparse.Namespace, settings: Settings) -> list[str]:
+    """The roles `kafkatrail run` starts: --roles (names, or comma-separated lists of them), else the defaults."""
+    from kafkatrail.node import NODE_ROLES, default_roles
+
+    if not args.roles:
+        roles, left_out = default_roles(settings)
+        if left_out:
+            print(f"kafkatrail run: {left_out}", file=sys.stderr)
+        return roles
+    roles = list(dict.fromkeys(name for text in args.roles for name in text.split(",") if name))
+    unknown = [name for name in roles if name not in NODE_ROLES]
+    if unknown or not roles:
+        raise SettingsError(f"--roles: {unknown[0] if unknown else 'none'!r} is not a role (roles: "
+                            f"{', '.join(NODE_ROLES)})")
+    return roles
+
+
+@reaching_kafka()
+def cmd_run(args: argparse.Namespace) -> int:
+    from kafkatrail.core.logs import configure_json_logging
+    from kafkatrail.node import Node, node_environment, role_port
+
+    settings = _settings(args)
+    roles = _node_roles(args, settings)
+    ports = {role: role_port(settings, role) for role in roles}
+    taken = [role for role in roles if list(ports.values()).count(ports[role]) > 1 and ports[role]]
+    if taken:
+        raise SettingsError(f"roles {', '.join(taken)} are set to serve on the same port {ports[taken[0]]} "
+                            "(metrics_port of their sections, api.port)")
+    configure_json_logging()
+    node = Node(roles, ports, node_environment(args.config), log_dir=args.log_dir)
+    _stop_on_signals(node.stop)
+    node.run()
+    return 0
+
+
+@reaching_kafka()
+def cmd_status(args: argparse.Namespace) -> int:
+    import time as clock
+
+    from kafkatrail.node_status import status_lines
+
+    for line in status_lines(_settings(args), clock.time(), args.timeout):
+        print(line)
+    return 0
+
+
 def cmd_insights_evaluate(args: argparse.Namespace) -> int:
     from kafkatrail.processors.insights import InsightsConfig
     from kafkatrail.processors.insights_evaluation import evaluate
@@ -427,6 +474,21 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--metrics-port", type=int, help="port of /metrics (0: off; defaults 9464, 9465, 9466, "
                                                          "9467, 9468, 9469, 9470, 9471)")
     worker.set_defaults(func=cmd_worker)
+
+    run_node = commands.add_parser("run", help="run every role of this node (or --roles) as supervised child "
+                                               "processes until SIGTERM; a role that ends is restarted")
+    run_node.add_argument("--roles", nargs="+", metavar="ROLE", help="roles to run, by name or comma-separated: "
+                          "processors, insights, s3, cloudwatch, digests, s3-insights, cloudwatch-insights, "
+                          "history, api (default: all; api once api.credentials_file or api.allow_anonymous is set)")
+    run_node.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                          help="TOML settings file, also given to every role (default: $KAFKATRAIL_CONFIG)")
+    run_node.add_argument("--log-dir", type=Path, help="one <role>.log per role here (default: every role's JSON "
+                                                       "lines on this command's stderr)")
+    _waits(run_node).set_defaults(func=cmd_run)
+
+    status = commands.add_parser("status", help="each role's consumer lag, the last log file per trail and the last "
+                                                "digest per chain, as tables")
+    _waits(status).set_defaults(func=cmd_status)
 
     insights = commands.add_parser("insights", help="CloudTrail Insights")
     insights_commands = insights.add_subparsers(dest="insights_command", required=True)

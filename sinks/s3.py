@@ -105,6 +105,13 @@ class S3SinkMetrics:
                          registry=registry)
         self.parked = Gauge("kafkatrail_s3_parked_files", "Log files S3 refused for good, waiting for their trail "
                             "to be fixed", registry=registry)
+        self.trail_files = Counter("kafkatrail_s3_trail_files_written_total", "Log files stored, by trail",
+                                   ["trail"], registry=registry)
+        self.last_stored = Gauge("kafkatrail_s3_last_file_stored_timestamp_seconds",
+                                 "When this process last stored a log file of the trail (Unix time)", ["trail"],
+                                 registry=registry)
+        self.flush_interval = Gauge("kafkatrail_s3_flush_interval_seconds",
+                                    "How long a log file collects records before it is closed", registry=registry)
         self.parking = Counter("kafkatrail_s3_parked_file_outcomes_total",
                                "Log files parked, and parked files later stored or released", ["outcome"],
                                registry=registry)
@@ -123,6 +130,7 @@ class S3Sink(Worker):
         self.kind = "CloudTrail-Insight" if insights else "CloudTrail"
         self.group_id = self.role.group_id
         self.metrics = metrics or S3SinkMetrics()
+        self.metrics.flush_interval.set(self.config.flush_interval_s)
         self.partitions: dict[int, PartitionBatches] = {}
         self.parked = ParkedFiles(self.config.parked_retry_interval_s)
         self._journal_spans: dict[int, list[tuple[int, int]]] = {}
@@ -135,6 +143,10 @@ class S3Sink(Worker):
         self.journal = Producer(kafka_config(settings, **{
             "enable.idempotence": True, "acks": "all", "linger.ms": 0}))
         self.status = StatusReporter.for_settings(settings, self.journal)
+
+    def commit_due_s(self) -> float:
+        """Twice `[s3]`'s flush interval, which the Insights sink follows too (its own section has none)."""
+        return max(2.0 * self.config.flush_interval_s, super().commit_due_s())
 
     def handle_batch(self, records: list[Message]) -> None:
         """Batch the records; store every file that closed (by size or age); commit after files, or each second.
@@ -427,6 +439,9 @@ class S3Sink(Worker):
         self.metrics.bytes.inc(len(file.body))
         self.metrics.events.inc(len(file.times))
         now = time.time()
+        if self.kind == "CloudTrail":
+            self.metrics.trail_files.labels(file.span.trail_arn).inc()
+            self.metrics.last_stored.labels(file.span.trail_arn).set(now)
         epoch = {text: event_time_ms(text) / 1000 for text in set(file.times)}
         observe = self.metrics.latency.observe
         for text in file.times:

@@ -12,7 +12,8 @@ key id, status, milliseconds.
 Reads of trails run on the event loop; LookupEvents runs on a pool of reader threads (it reads the event-history
 store, and SQLite releases the GIL while it searches); calls that change a trail run one at a time in a thread
 (they publish to the trails topic and wait until the feed has read the change back, so the next call sees it).
-`GET /healthz` answers without authentication (liveness, and the benchmark's ceiling), `GET /metrics` with the
+`GET /healthz` answers without authentication (liveness, and the benchmark's ceiling), and so does `GET /readyz`
+(the socket is served only once the trails and trail-status topics are read), `GET /metrics` with the
 API's Prometheus metrics (requests and their latency by operation and outcome).
 """
 
@@ -112,7 +113,7 @@ class ApiHandler:
         operation, access_key = "-", "-"
         close = False
         try:
-            if request.method == "GET" and request.path == "/healthz":
+            if request.method == "GET" and request.path in ("/healthz", "/readyz"):
                 return web.Response(body=b'{"status":"ok"}', headers={"Content-Type": "application/json",
                                                                        "Server": SERVER})
             if request.method == "GET" and request.path == "/metrics":

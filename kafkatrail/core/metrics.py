@@ -2,9 +2,10 @@
 
 `Health` is what a worker reports: it is alive while its loop keeps turning (`beat()` at least every
 `stall_after_s`), and ready once it has what it needs to do its work (`ready`) while none of its
-dependencies (Kafka, AWS: `kafkatrail.core.dependencies`) is reported unreachable. `serve_endpoints` serves the
-three paths from one background thread; `scrape` reads a worker's /metrics back (the demo, benchmarks and
-tests use it).
+dependencies (Kafka, AWS: `kafkatrail.core.dependencies`) is reported unreachable and its commits keep up
+(`commits_stalled`: records wait, yet no offset was committed for longer than the role's cadence allows).
+`serve_endpoints` serves the three paths from one background thread; `scrape` reads a worker's /metrics back
+(the demo, benchmarks and tests use it).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Health:
     def __init__(self, stall_after_s: float = 60.0, dependencies: Dependencies = DEPENDENCIES) -> None:
         self.stall_after_s = stall_after_s
         self.ready = False
+        self.commits_stalled: str | None = None
         self.dependencies = dependencies
         self._last_beat = time.monotonic()
 
@@ -46,7 +48,9 @@ class Health:
             return "stalled"
         if down := self.dependencies.down():
             return f"{', '.join(down)} unreachable"
-        return None if self.ready else "not ready"
+        if not self.ready:
+            return "not ready"
+        return self.commits_stalled
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):

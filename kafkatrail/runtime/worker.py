@@ -14,8 +14,11 @@ The runtime owns:
   work in hand because a stop arrived while it was retrying); then `close()` closes the consumer, which
   revokes its partitions through the same callbacks;
 - `Health` for /healthz and /readyz (`kafkatrail.core.metrics`): a beat every round; ready once the trails
-  are read and the partitions assigned, and not while the consumer cannot reach a broker (its statistics,
-  `kafkatrail.core.kafka_clients`).
+  are read and the partitions assigned, not while the consumer cannot reach a broker (its statistics,
+  `kafkatrail.core.kafka_clients`), and not while its commits stall: every `COMMIT_CHECK_S` the runtime
+  compares the group's committed offsets of the assigned partitions with their ends, and when records wait
+  but nothing was committed for `commit_due_s()` (twice the role's flush interval or period, at least
+  `MIN_COMMIT_DUE_S`) the worker is not ready.
 
 Offsets are the role's: the runtime never commits, and never asks the consumer for its position.
 """
@@ -24,9 +27,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from prometheus_client import Gauge
 
 from kafkatrail.core.kafka_clients import kafka_config, statistics
 from kafkatrail.core.lifecycle import WorkerStopping
@@ -37,7 +43,37 @@ from kafkatrail.trails.topic import TrailFeed
 
 log = logging.getLogger(__name__)
 
+COMMIT_CHECK_S = 10.0
+COMMITTED_TIMEOUT_S = 2.0  # the loop waits this long at most for the group's offsets (a broker away: skip)
+MIN_COMMIT_DUE_S = 120.0
+# One per process, whatever worker (or rebuilt worker) sets it: the role is the settings section's name.
+CONSUMER_LAG = Gauge("kafkatrail_consumer_lag_records", "Records of the assigned partitions after the group's "
+                     "committed offsets (end offsets as last fetched), per role and topic", ["role", "topic"])
+
 __all__ = ["Worker", "WorkerStopping"]
+
+
+class CommitWatch:
+    """Whether a worker's commits keep up: the last record fetched per partition, the committed offsets last
+    seen, and since when they have not moved while records waited."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.last_fetched: dict[tuple[str, int], int] = {}  # (topic, partition) -> offset of the last record fetched
+        self.committed: dict[tuple[str, int], int] = {}
+        self.progress_at = self.checked_at = clock()
+
+    def verdict(self, committed: dict[tuple[str, int], int], due_s: float) -> str | None:
+        """Given the group's committed offsets of the assigned partitions now: None while commits keep up (nothing
+        fetched waits, or an offset moved within `due_s`), else why the worker is not ready."""
+        now = self.checked_at = self.clock()
+        fetched = self.last_fetched
+        waiting = sum(max(fetched.get(where, -1) + 1 - max(offset, 0), 0) for where, offset in committed.items())
+        if waiting == 0 or committed != self.committed:
+            self.progress_at = now
+        self.committed = committed
+        stalled_s = now - self.progress_at
+        return f"no commit for {stalled_s:.0f} s with {waiting} records waiting" if stalled_s > due_s else None
 
 
 class Worker:
@@ -55,6 +91,10 @@ class Worker:
         self.health = health if health is not None else Health()
         self.trails: dict[str, Trail] = {}
         self._stopped = threading.Event()
+        self.commit_watch = CommitWatch()
+        self._lag_topics: set[str] = set()
+        self.role_name = next((name for name in type(settings).model_fields if getattr(settings, name) is role),
+                              role.group_id)
         self.feed = TrailFeed(settings, self._trail_changed)
         self.consumer = Consumer(kafka_config(settings, **statistics(), **{
             "group.id": role.group_id,
@@ -84,6 +124,8 @@ class Worker:
                 self.handle_batch(records)
                 for topic, partition, offset in ends:
                     self.reached_topic_end(topic, partition, offset)
+                if time.monotonic() - self.commit_watch.checked_at >= COMMIT_CHECK_S:
+                    self.check_commits()
             self.finish()
         except WorkerStopping:
             log.warning("stopped with work in hand; the partitions' next owner takes it over")
@@ -107,10 +149,12 @@ class Worker:
         """The records among `messages`, and the (topic, partition, offset) of its end-of-partition events, each
         list in the order consumed; a fatal error raises, others are logged. Take the ends only after the records."""
         records, ends = [], []
+        fetched = self.commit_watch.last_fetched
         for message in messages:
             error = message.error()
             if error is None:
                 records.append(message)
+                fetched[message.topic(), message.partition()] = message.offset()
             elif error.code() == KafkaError._PARTITION_EOF:
                 ends.append((message.topic(), message.partition(), message.offset()))
             elif error.fatal():
@@ -118,6 +162,34 @@ class Worker:
             else:
                 log.warning("consumer error", extra={"error": error.str()})
         return records, ends
+
+    def commit_due_s(self) -> float:
+        """How long records may wait with no commit before the worker is not ready: twice the role's flush
+        interval or period (a role without either commits within seconds), at least `MIN_COMMIT_DUE_S`."""
+        cadence = getattr(self.role, "flush_interval_s", None) or getattr(self.role, "period_s", None) or 0
+        return max(2.0 * float(cadence), MIN_COMMIT_DUE_S)
+
+    def check_commits(self) -> None:
+        """Compare the group's committed offsets of the assigned partitions with the last record fetched from
+        each: `health.commits_stalled` says why not ready when records wait and no commit moved for
+        `commit_due_s()`. Also sets the role's lag gauge (committed offsets to the end offsets last fetched).
+        A broker that does not answer leaves both as they were (its own check reports it)."""
+        try:
+            assigned = self.consumer.assignment()
+            committed = self.consumer.committed(assigned, timeout=COMMITTED_TIMEOUT_S) if assigned else []
+        except KafkaException:
+            self.commit_watch.checked_at = time.monotonic()
+            return
+        lag = dict.fromkeys(self._lag_topics, 0)
+        for tp in committed:
+            high = self.consumer.get_watermark_offsets(tp, cached=True)[1]
+            if high >= 0:
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(high - max(tp.offset, 0), 0)
+        for topic, records in lag.items():
+            CONSUMER_LAG.labels(self.role_name, topic).set(records)
+        self._lag_topics = set(lag)
+        self.health.commits_stalled = self.commit_watch.verdict(
+            {(tp.topic, tp.partition): tp.offset for tp in committed}, self.commit_due_s())
 
     def close(self) -> None:
         """Close the consumer (its partitions are revoked through the callbacks), the feed, then the role's own."""

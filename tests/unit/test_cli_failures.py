@@ -52,6 +52,8 @@ def commands(tmp: Path) -> dict[str, tuple[str, ...]]:
         "trails apply": ("trails", "apply", "deploy/trails.example.yaml"),
         "trails list": ("trails", "list"),
         "worker": ("worker", "processors", "--metrics-port", "0"),
+        "run": ("run", "--log-dir", str(tmp / "node-logs")),
+        "status": ("status",),
         "insights evaluate": ("insights", "evaluate", "--days", "1", "--warmup-days", "1"),
         "history lookup": ("history", "lookup", "--account", "111111111111"),
         "api": ("api", "--port", "0"),
@@ -73,7 +75,7 @@ def leaf_commands() -> set[str]:
     return walk(build_parser(), ())
 
 
-KAFKA_COMMANDS = ("topics create", "produce", "simulate", "trails apply", "trails list")
+KAFKA_COMMANDS = ("topics create", "produce", "simulate", "trails apply", "trails list", "run", "status")
 AWS_COMMANDS = ("validate-logs", "validate-logs --trail-arn")
 
 

@@ -22,7 +22,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("runtime", ("kafkatrail.runtime",)),
     ("stages", ("kafkatrail.producers", "kafkatrail.processors", "kafkatrail.sinks", "kafkatrail.downstream")),
     ("entry points", ("kafkatrail.cli", "kafkatrail.demo", "kafkatrail.api", "kafkatrail.validate_logs",
-                      "kafkatrail.stack", "kafkatrail.worker_process", "kafkatrail.__main__")),
+                      "kafkatrail.stack", "kafkatrail.worker_process", "kafkatrail.node", "kafkatrail.node_status",
+                      "kafkatrail.__main__")),
 )
 
 

@@ -1,5 +1,5 @@
 """The worker runtime's loop: records reach the role before the end-of-partition events consumed with them,
-errors are sorted out, and a stop raised as WorkerStopping still closes everything."""
+errors are sorted out, and a stop raised as WorkerStopping still closes everything; readiness follows commits."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError
 
+from kafkatrail.core.dependencies import Dependencies
 from kafkatrail.core.metrics import Health
-from kafkatrail.runtime.worker import Worker, WorkerStopping
+from kafkatrail.runtime.worker import CommitWatch, Worker, WorkerStopping
 
 
 class FakeMessage:
@@ -67,6 +68,7 @@ class Recorder(Worker):
         self._stopped = threading.Event()
         self.feed = FakeFeed()  # type: ignore[assignment]
         self.consumer = FakeConsumer(batches)
+        self.commit_watch = CommitWatch()
         self.role = type("Role", (), {"group_id": "g"})()  # type: ignore[assignment]
         self.seen: list[tuple[str, int, int]] = []
         self.rounds, self.fail_at, self.finished = rounds, fail_at, False
@@ -119,3 +121,48 @@ def test_a_fatal_consumer_error_is_raised_and_the_consumer_closed() -> None:
     with pytest.raises(Exception, match="fenced"):
         worker.run()
     assert worker.consumer.closed
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_commits_keep_up_while_nothing_fetched_waits_or_an_offset_moves() -> None:
+    clock = Clock()
+    watch = CommitWatch(clock)
+    where = ("cloudtrail.delivery", 0)
+    watch.last_fetched[where] = 99  # records 0..99 fetched
+    assert watch.verdict({where: 50}, due_s=120) is None
+    clock.now += 100
+    assert watch.verdict({where: 80}, due_s=120) is None  # moved
+    clock.now += 100
+    assert watch.verdict({where: 80}, due_s=120) is None  # 100 s without a move: within 120 s
+    clock.now += 30
+    assert watch.verdict({where: 80}, due_s=120) == "no commit for 130 s with 20 records waiting"
+    clock.now += 10
+    assert watch.verdict({where: 100}, due_s=120) is None  # everything fetched is committed
+
+
+def test_an_idle_worker_with_nothing_waiting_stays_ready() -> None:
+    clock = Clock()
+    watch = CommitWatch(clock)
+    where = ("cloudtrail.delivery", 3)
+    watch.last_fetched[where] = 9
+    for _ in range(10):
+        clock.now += 600
+        assert watch.verdict({where: 10}, due_s=120) is None
+    assert watch.verdict({("cloudtrail.delivery", 4): -1001}, due_s=120) is None  # nothing fetched there yet
+
+
+def test_readyz_names_stalled_commits_once_ready_otherwise() -> None:
+    health = Health(dependencies=Dependencies())  # not the process's: other tests report Kafka and AWS down
+    health.commits_stalled = "no commit for 130 s with 20 records waiting"
+    assert health.not_ready_because() == "not ready"
+    health.ready = True
+    assert health.not_ready_because() == "no commit for 130 s with 20 records waiting"
+    health.commits_stalled = None
+    assert health.not_ready_because() is None
