@@ -25,12 +25,18 @@ and position move together or not at all:
   Past the deadline the producer is given up as wedged (never closed: that would wait too) and a
   `TimeoutError` goes to the supervisor (`kafkatrail.runtime.supervisor`), which builds the worker again:
   the new producer's `init_transactions` fences the wedged one and aborts its transaction.
+- A transaction the broker aborted itself because it stayed open past `transaction.timeout.ms` (the broker
+  was down or unreachable that long) bumps the producer's epoch, so this producer's next call is refused as
+  fenced, although no other instance exists. A fenced error on a transaction older than that timeout is
+  therefore raised as a `TimeoutError`, and the supervisor builds the worker again with a new epoch. A fenced
+  error on a younger transaction means another process took the transactional id, and ends this one.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
@@ -50,6 +56,7 @@ RESTORE_TIMEOUT_S = 600.0
 COMMIT_ATTEMPTS = 5
 FULL_QUEUE_WAIT_S = 0.05
 WEDGED_AFTER_S = 10.0
+FENCED_CODES = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
 Result = TypeVar("Result")
 
 State = TypeVar("State")
@@ -210,6 +217,7 @@ class TransactionalLoop(Worker, Generic[State]):
         by_partition: dict[tuple[str, int], list[Message]] = defaultdict(list)
         for message in messages:
             by_partition[message.topic(), message.partition()].append(message)
+        began = time.monotonic()
         self.producer.begin_transaction()
         results, offsets = [], []
         for key, batch in by_partition.items():
@@ -219,7 +227,14 @@ class TransactionalLoop(Worker, Generic[State]):
             topic, partition = key
             results.append(self.transform(partition, batch, state))
             offsets.append(TopicPartition(topic, partition, batch[-1].offset() + 1))
-        if self._commit(offsets):
+        try:
+            committed = self._commit(offsets)
+        except KafkaException as exc:
+            if fenced(exc) and time.monotonic() - began >= self.config.transaction_timeout_s:
+                raise TimeoutError(f"the broker aborted a transaction open past its timeout of "
+                                   f"{self.config.transaction_timeout_s} s (producer epoch bumped)") from exc
+            raise
+        if committed:
             self.committed(results)
         else:
             self._rewind()
@@ -255,3 +270,9 @@ class TransactionalLoop(Worker, Generic[State]):
                                               OFFSET_BEGINNING))
         self.states = self._restore([(tp.topic, tp.partition) for tp in committed])
         self.states_changed()
+
+
+def fenced(exc: KafkaException) -> bool:
+    """True when Kafka refused the producer as fenced (a newer epoch of its transactional id exists)."""
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and error.code() in FENCED_CODES
