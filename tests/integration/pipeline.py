@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -164,3 +165,14 @@ def publish_raw(settings: Settings, messages: Iterable[tuple[bytes, bytes, dict[
     for key, value, options in messages:
         producer.produce(settings.topics.events, value, key, **options)
     assert producer.flush(30) == 0
+
+
+def stop_process(process: subprocess.Popen[Any], within_s: float = 20) -> None:
+    """SIGTERM a server the test started, and SIGKILL it if it is still there after `within_s`."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(within_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)

@@ -26,7 +26,7 @@ from kafkatrail.stack import Endpoints
 from kafkatrail.stack.processes import free_port
 from kafkatrail.trails.model import Trail
 from kafkatrail.trails.topic import apply_trails, current_trails_and_origins
-from tests.integration.pipeline import Workers, pipeline_settings, publish, simulate
+from tests.integration.pipeline import Workers, pipeline_settings, publish, simulate, stop_process
 from tests.signed_client import TARGET_PREFIX, cloudtrail_client, exchange, signed_call
 
 KEY, SECRET = "testing", "testing"  # the stack's AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: aws-cli signs with them
@@ -68,13 +68,7 @@ class Api:
         raise AssertionError(f"the API did not start:\n{self.log.read_text()}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def client(self, region: str = REGION, key: str = KEY, secret: str = SECRET) -> Any:
         return cloudtrail_client(self.url, region, key, secret)

@@ -74,6 +74,18 @@ def stop_and_restart(workers: Workers, role: str, times: int, rng: random.Random
         workers.start(role)
 
 
+def join_and_leave(workers: Workers, role: str, times: int, rng: random.Random, stay_s: tuple[float, float]) -> None:
+    """`times` over, a second worker of `role` joins the group (a rebalance while the first is mid-batch), works
+    for a random time within `stay_s` and leaves with SIGTERM (its partitions go back to the first)."""
+    first = workers.running[role][0]
+    for _ in range(times):
+        workers.start(role)
+        wait_until_working(workers, role)
+        time.sleep(rng.uniform(*stay_s))
+        workers.terminate(role)
+        workers.running[role].append(first)
+
+
 @pytest.mark.parametrize("run", range(3))
 def test_sigterm_to_the_s3_sink_seven_times_leaves_each_pair_in_exactly_one_file(
         workers: Workers, aws_endpoint: str, run: int) -> None:
@@ -130,14 +142,7 @@ def test_a_sink_joining_and_leaving_mid_flush_leaves_each_pair_in_exactly_one_fi
     wait_until_working(workers, "s3")
     first = workers.running["s3"][0]
     replay.start()
-    rng = random.Random(320)
-    for _ in range(3):
-        second = workers.start("s3")       # joins: the group rebalances while the first sink is flushing
-        wait_until_working(workers, "s3")
-        time.sleep(rng.uniform(0.5, 2.0))
-        workers.terminate("s3")            # leaves: the partitions go back to the first sink
-        assert second.process.returncode == 0
-        workers.running["s3"].append(first)
+    join_and_leave(workers, "s3", 3, random.Random(320), stay_s=(0.5, 2.0))
     replay.finish()
     assert first.alive(), workers.log_tail()
     wait_until_stored(workers)

@@ -32,7 +32,7 @@ from kafkatrail.sinks.history_fields import lookup_fields
 from kafkatrail.stack import Endpoints
 from tests.integration.pipeline import Workers, pipeline_settings, publish, simulate
 from tests.integration.test_api import KEY, SECRET, Api
-from tests.integration.test_clean_stop import Replay, wait_until_working
+from tests.integration.test_clean_stop import Replay, join_and_leave, wait_until_working
 
 CLI = [sys.executable, "-m", "kafkatrail.cli"]
 
@@ -66,6 +66,17 @@ def wait_until_stored(settings: Settings, workers: Workers, expected: int, timeo
         time.sleep(0.5)
     raise AssertionError(f"{sum(stored_event_ids(settings).values())} of {expected} events stored in {timeout_s} s:\n"
                          f"{workers.log_tail()}")
+
+
+def assert_stored_exactly(settings: Settings, workers: Workers, expected: set[str]) -> None:
+    """Once `expected` events are stored (and 2 s more, for anything past them), the store holds each of these
+    eventIDs once and nothing else (no data event, no unknown one)."""
+    wait_until_stored(settings, workers, len(expected))
+    time.sleep(2)
+    stored = stored_event_ids(settings)
+    assert set(stored) == expected, (f"missing {len(expected - set(stored))}, unexpected "
+                                     f"{len(set(stored) - expected)} (data events or unknown)")
+    assert max(stored.values()) == 1, f"doubled: {[e for e, n in stored.items() if n > 1][:5]}"
 
 
 def insight_record(account: str, region: str) -> dict[str, Any]:
@@ -138,14 +149,9 @@ def test_every_management_event_is_stored_exactly_once_while_the_history_worker_
                 workers.terminate("history")
             workers.start("history")
         replay.finish()
-        stored = wait_until_stored(settings, workers, len(expected))
-        time.sleep(2)  # anything more than expected would arrive now
-        stored = stored_event_ids(settings)
+        assert_stored_exactly(settings, workers, expected)
     finally:
         workers.stop_all()
-    assert set(stored) == expected, (f"missing {len(expected - set(stored))}, unexpected "
-                                     f"{len(set(stored) - expected)} (data events or unknown)")
-    assert max(stored.values()) == 1, f"doubled: {[e for e, n in stored.items() if n > 1][:5]}"
 
 
 def cli_pages(api: Api, aws_cli: Path, region: str, *arguments: str, page_items: int) -> list[list[dict[str, Any]]]:
@@ -195,24 +201,12 @@ def test_every_management_event_is_stored_exactly_once_while_a_second_history_wo
         workers.start("processors")
         workers.start("history")
         wait_until_working(workers, "history")
-        first = workers.running["history"][0]
         replay.start()
-        rng = random.Random(1250)
-        for _ in range(3):
-            workers.start("history")  # joins: the group hands it part of the partitions
-            wait_until_working(workers, "history")
-            time.sleep(rng.uniform(0.5, 3.0))
-            workers.terminate("history")  # leaves: its partitions go back to the first worker
-            workers.running["history"].append(first)
+        join_and_leave(workers, "history", 3, random.Random(1250), stay_s=(0.5, 3.0))
         replay.finish()
-        wait_until_stored(settings, workers, len(expected))
-        time.sleep(2)  # anything more than expected would arrive now
-        stored = stored_event_ids(settings)
+        assert_stored_exactly(settings, workers, expected)
     finally:
         workers.stop_all()
-    assert set(stored) == expected, (f"missing {len(expected - set(stored))}, unexpected "
-                                     f"{len(set(stored) - expected)}")
-    assert max(stored.values()) == 1, f"doubled: {[e for e, n in stored.items() if n > 1][:5]}"
 
 
 def lookup_values(records: Iterable[dict[str, Any]], rng: random.Random) -> dict[str, str]:

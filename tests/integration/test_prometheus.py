@@ -26,7 +26,7 @@ from kafkatrail.stack import Endpoints
 from kafkatrail.stack.aws_standin import start_aws_standin, wait_until_ready
 from kafkatrail.stack.processes import free_port, stop
 from kafkatrail.trails.topic import apply_trails
-from tests.integration.pipeline import Workers, pipeline_settings, publish, simulate
+from tests.integration.pipeline import Workers, pipeline_settings, publish, simulate, stop_process
 from tests.integration.test_run import NodeRun
 from tests.integration.test_s3_sink import aws_resources, wait_until_stored
 
@@ -72,13 +72,7 @@ class Prometheus:
         return {alert["labels"]["alertname"]: alert for alert in alerts if alert["state"] == "firing"}
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
 
 
 def wait_for(what: str, check: Any, timeout_s: float, logs: Any) -> Any:
