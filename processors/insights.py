@@ -75,6 +75,8 @@ INSIGHT_TYPES = (CALL_RATE, ERROR_RATE)
 MINUTES_PER_DAY = 1440
 NULL_VALUE = "null"
 EVENT_VERSION = "1.11"
+DISPERSION_MIN_CALLS = 5
+DISPERSION_PRIOR = 6.0
 _ID_NAMESPACE = uuid.UUID("6b1f3c52-8d0e-4f7a-9c21-5e4b7a9d0c13")
 
 
@@ -86,14 +88,23 @@ class InsightsConfig:
     min_history_days: int = 1
     slot_minutes: int = 10
     neighbour_slots: int = 1
+    max_pool_slots: int = 6
+    pool_calls: int = 60
     floor_rank: int = 2
-    start_window: int = 2
+    min_baseline_rate: float = 0.005
+    windows: tuple[int, ...] = (1, 2, 3, 5, 8, 12, 20, 30)
+    min_expected: float = 2.0
+    min_active_minutes: int = 3
     start_ratio: float = 3.0
-    start_alpha: float = 1e-6
-    min_rate: float = 5.0
+    start_alpha: float = 1e-7
+    min_extra_rate: float = 0.5
     end_ratio: float = 2.0
     end_minutes: int = 3
+    end_calls: float = 10.0
+    max_insight_minutes: int = 360
+    max_dispersion: float = 10.0
     allowed_lateness_s: int = 120
+    idle_end_s: int = 900
     attribution_values: int = 50
 
     def __post_init__(self) -> None:
@@ -105,14 +116,21 @@ class InsightsConfig:
             raise ValueError("end_ratio must not exceed start_ratio (hysteresis)")
         if not 1 <= self.floor_rank <= 7:
             raise ValueError("floor_rank must be between 1 and 7")
-        if self.start_window < 1 or self.end_minutes < 1:
-            raise ValueError("start_window and end_minutes must be at least 1")
+        if not self.windows or min(self.windows) < 1 or list(self.windows) != sorted(set(self.windows)):
+            raise ValueError("windows must be increasing minute counts, the first at least 1")
+        if self.end_minutes < 1 or self.end_minutes > self.windows[-1]:
+            raise ValueError("end_minutes must be between 1 and the longest window")
+        if not 1 <= self.neighbour_slots <= self.max_pool_slots:
+            raise ValueError("neighbour_slots must be between 1 and max_pool_slots")
 
     @classmethod
     def from_settings(cls, settings: InsightsSettings) -> InsightsConfig:
         """The rule's parameters from the `[insights]` settings; SettingsError when they contradict each other."""
+        values = settings.model_dump(include={f.name for f in fields(cls)})
+        if "windows" in values:
+            values["windows"] = tuple(values["windows"])
         try:
-            return cls(**settings.model_dump(include={f.name for f in fields(cls)}))
+            return cls(**values)
         except ValueError as exc:
             raise SettingsError(f"insights: {exc}") from None
 
@@ -153,13 +171,17 @@ class OpenInsight:
     baseline_attributions: list[dict[str, Any]]
     calls: int = 0
     attributes: Attributes = field(default_factory=dict)
-    quiet: int = 0
-    quiet_calls: int = 0
 
 
 @dataclass
 class UnitState:
-    """Per unit: history slots, daily attributions, open minutes, the last closed minutes, an open Insight."""
+    """Per unit: history slots, daily attributions, open minutes, the last closed minutes, an open Insight.
+
+    `raised_rate` until minute `raised_until`: the level of an Insight that ran `max_insight_minutes`, taken
+    as normal until the history has caught up with it. `squares` and `slot_calls` sum c^2 and c over the
+    closed minutes of slot `square_slot`; `dispersion_sum / dispersion_weight` is the decayed mean of the
+    finished slots' dispersion index (see `InsightsDetector.dispersion`).
+    """
 
     slots: dict[int, int] = field(default_factory=dict)
     days: dict[int, Attributes] = field(default_factory=dict)
@@ -167,6 +189,13 @@ class UnitState:
     recent: dict[int, tuple[int, Attributes]] = field(default_factory=dict)
     expected: dict[tuple[int, int], float] = field(default_factory=dict)
     open: OpenInsight | None = None
+    raised_rate: float = 0.0
+    raised_until: int = 0
+    square_slot: int = -1
+    squares: int = 0
+    slot_calls: int = 0
+    dispersion_sum: float = 0.0
+    dispersion_weight: float = 0.0
 
 
 @lru_cache(maxsize=4096)
@@ -247,6 +276,7 @@ class InsightsDetector:
         self.scope_first: dict[tuple[str, str, str], int] = {}
         self.closed_until = -1  # minutes < closed_until are closed
         self.max_event_s = -1
+        self.last_received_s = -1.0  # Kafka timestamp of the latest event, for the idle end
         self.late = 0
         self.dirty: set[Unit] = set()
 
@@ -260,6 +290,8 @@ class InsightsDetector:
         minute = event_minute(event)
         event_s = minute * 60 + int(str(event["eventTime"])[17:19] or 0)
         self.max_event_s = max(self.max_event_s, event_s if received_s is None else min(event_s, int(received_s)))
+        if received_s is not None:
+            self.last_received_s = max(self.last_received_s, received_s)
         for unit in event_units(trail_arn, event, types):
             self.observe(unit, minute, 1, event_attributes(event, unit.insight_type))
         scope = (trail_arn, str(event.get("recipientAccountId", "")), str(event.get("awsRegion", "")))
@@ -292,6 +324,28 @@ class InsightsDetector:
             return []
         return self.close_until((self.max_event_s - self.config.allowed_lateness_s) // 60)
 
+    def idle_due(self, now_s: float) -> bool:
+        """True when no event has arrived for `idle_end_s` and an Insight is still open."""
+        return (0 <= self.last_received_s <= now_s - self.config.idle_end_s
+                and any(state.open is not None for state in self.units.values()))
+
+    def end_idle(self) -> list[tuple[bytes, dict[str, Any]]]:
+        """End every open Insight of a partition that has received nothing for `idle_end_s` of wall-clock time.
+
+        Every minute up to the latest event time is closed (nothing more is coming for them), and an
+        Insight still open then ends at the first minute of its trailing run of minutes without calls
+        (or at the watermark). Later events still count; they are late for the closed minutes.
+        """
+        records = self.close_until(self.max_event_s // 60 + 1) if self.max_event_s >= 0 else []
+        for unit, state in self.units.items():
+            if state.open is None:
+                continue
+            end = self.closed_until
+            while end - 1 > state.open.start and state.recent.get(end - 1, (0, {}))[0] == 0:
+                end -= 1
+            records.append(self._end(unit, state, end))
+        return records
+
     def close_until(self, end_minute: int) -> list[tuple[bytes, dict[str, Any]]]:
         """Close every minute before `end_minute`, in order, per unit.
 
@@ -302,6 +356,7 @@ class InsightsDetector:
             return []
         start = self.closed_until
         self.closed_until = end_minute
+        new_slot = start // self.config.slot_minutes != end_minute // self.config.slot_minutes
         records: list[tuple[bytes, dict[str, Any]]] = []
         for unit, state in self.units.items():
             due = sorted(m for m in state.pending if m < end_minute)
@@ -311,7 +366,8 @@ class InsightsDetector:
                 self.dirty.add(unit)
             for minute in due:
                 records.extend(self._close_minute(unit, state, minute))
-            self._prune(state, end_minute)
+            if new_slot:
+                self._prune(state, end_minute)
         return records
 
     def expected(self, unit: Unit, minute: int) -> float | None:
@@ -321,22 +377,48 @@ class InsightsDetector:
         if days < config.min_history_days:
             return None
         state = self.units.get(unit)
-        slots = state.slots if state else {}
-        per_day = MINUTES_PER_DAY // config.slot_minutes
         slot = minute // config.slot_minutes
         cached = state.expected.get((slot, days)) if state else None
-        if cached is not None:
-            return cached
-        best = 0.0
-        for s in range(slot - config.neighbour_slots, slot + config.neighbour_slots + 1):
-            daily = [slots.get(s - d * per_day, 0) for d in range(1, days + 1)]
-            if days >= 7:
-                best = max(best, slots.get(s - 7 * per_day, 0), sorted(daily)[config.floor_rank - 1])
-            else:
-                best = max(best, statistics.median(daily))
-        if state:
-            state.expected[(slot, days)] = best / config.slot_minutes
-        return best / config.slot_minutes
+        if cached is None:
+            first_slot = self.scope_first[unit.scope] // config.slot_minutes
+            cached = self._profile(state.slots if state else {}, slot, days, first_slot)
+            if state:
+                state.expected[(slot, days)] = cached
+        if state and minute < state.raised_until:
+            return max(cached, state.raised_rate)
+        return cached
+
+    def _profile(self, slots: Mapping[int, int], slot: int, days: int, first_slot: int) -> float:
+        """The baseline rate at `slot` from `days` days of history (only slots from `first_slot` on count).
+
+        Each day's rate is pooled over the slot and its neighbours, widened until the reference day holds
+        `pool_calls` calls. With a week of history the rate is the pooled rate of the days *like* the same
+        day last week (within a factor of 2 of it: the weekdays on a weekday, the weekend on a Sunday), at
+        least the `floor_rank`-th lowest day; before, the median day. It is then raised by one standard
+        error of its Poisson count, so a thin history errs towards fewer Insights.
+        """
+        config = self.config
+        per_day = MINUTES_PER_DAY // config.slot_minutes
+        reference = 7 if days >= 7 else 1
+        for width in range(config.neighbour_slots, config.max_pool_slots + 1):
+            around = range(slot - width, slot + width + 1)
+            if sum(slots.get(s - reference * per_day, 0) for s in around) >= config.pool_calls:
+                break
+        counts, minutes = [], []
+        for day in range(1, days + 1):
+            known = [s - day * per_day for s in around if s - day * per_day >= first_slot]
+            counts.append(sum(slots.get(s, 0) for s in known))
+            minutes.append(max(1, len(known)) * config.slot_minutes)
+        rates = [count / span for count, span in zip(counts, minutes, strict=True)]
+        if days >= 7:
+            like = [d for d in range(days) if rates[6] / 2 <= rates[d] <= rates[6] * 2] or [6]
+            pooled = sum(counts[d] for d in like)
+            rate = max(pooled / sum(minutes[d] for d in like), sorted(rates)[config.floor_rank - 1])
+        else:
+            middle = sorted(range(days), key=rates.__getitem__)[(days - 1) // 2]
+            pooled, rate = counts[middle], rates[middle]
+        rate *= 1 + 1 / math.sqrt(pooled + 1)
+        return max(rate, config.min_baseline_rate)
 
     def _history_days(self, unit: Unit, minute: int) -> int:
         first = self.scope_first.get(unit.scope)
@@ -344,27 +426,89 @@ class InsightsDetector:
             return 0
         return min(self.config.baseline_days, (minute - first) // MINUTES_PER_DAY)
 
+    def _window(self, unit: Unit, state: UnitState, minute: int,
+                length: int) -> list[tuple[int, int, Attributes, float]]:
+        """(minute, calls, attributes, expected) of the `length` minutes ending with `minute`, leaving out
+        minutes before the unit's history was long enough to have an expected rate."""
+        window, memo = [], {}
+        for m in range(minute - length + 1, minute + 1):
+            key = (m // self.config.slot_minutes, m < state.raised_until)
+            expected = memo[key] if key in memo else memo.setdefault(key, self.expected(unit, m))
+            if expected is not None:
+                window.append((m, *state.recent.get(m, (0, {})), expected))
+        return window
+
+    def start_threshold(self, expected: float, length: int, dispersion: float = 1.0) -> float:
+        """The calls a window of `length` minutes with `expected` expected calls needs to start an Insight,
+        when counts vary `dispersion` times as much as Poisson counts (quasi-Poisson: the tail is taken in
+        units of `dispersion` calls)."""
+        config = self.config
+        return max(config.start_ratio * expected, expected + config.min_extra_rate * length,
+                   dispersion * poisson_upper(expected / dispersion, config.start_alpha))
+
+    def dispersion(self, state: UnitState) -> float:
+        """How much more a unit's per-minute counts vary than Poisson counts: the variance-to-mean ratio of
+        its minutes against their expected calls, over the slots whose expected calls were at least
+        `DISPERSION_MIN_CALLS` (decayed over about a week; 1 before any, at most `max_dispersion`)."""
+        index = (state.dispersion_sum + DISPERSION_PRIOR) / (state.dispersion_weight + DISPERSION_PRIOR)
+        return min(self.config.max_dispersion, max(1.0, index))
+
+    def _track_dispersion(self, unit: Unit, state: UnitState, minute: int, count: int) -> None:
+        slot_minutes = self.config.slot_minutes
+        slot = minute // slot_minutes
+        if slot != state.square_slot:
+            expected = self.expected(unit, state.square_slot * slot_minutes) if state.square_slot >= 0 else None
+            if expected is not None and expected * slot_minutes >= DISPERSION_MIN_CALLS:
+                spread = state.squares - 2 * expected * state.slot_calls + slot_minutes * expected ** 2
+                keep = 1 - slot_minutes / (self.config.baseline_days * MINUTES_PER_DAY)
+                state.dispersion_sum = state.dispersion_sum * keep + spread / (slot_minutes * expected)
+                state.dispersion_weight = state.dispersion_weight * keep + 1
+            state.square_slot, state.squares, state.slot_calls = slot, 0, 0
+        state.squares += count * count
+        state.slot_calls += count
+
     def _close_minute(self, unit: Unit, state: UnitState, minute: int) -> list[tuple[bytes, dict[str, Any]]]:
         config = self.config
         count, attributes = state.pending.pop(minute, (0, {}))
         state.recent[minute] = (count, attributes)
-        for old in [m for m in state.recent if m <= minute - config.start_window]:
+        for old in [m for m in state.recent if m <= minute - config.windows[-1]]:
             del state.recent[old]
         expected = self.expected(unit, minute)
         if expected is None:
             return []
+        self._track_dispersion(unit, state, minute, count)
         if state.open is not None:
-            return self._continue(unit, state, count, expected, attributes)
-        window = [(m, *state.recent.get(m, (0, {})), self.expected(unit, m) or 0.0)
-                  for m in range(minute - config.start_window + 1, minute + 1)]
-        calls = sum(item[1] for item in window)
-        window_expected = sum(item[3] for item in window)
-        threshold = max(config.start_ratio * window_expected, poisson_upper(window_expected, config.start_alpha),
-                        config.start_window * config.min_rate)
-        if calls < threshold:
+            return self._continue(unit, state, minute)
+        if count <= expected:
             return []
-        begin = next(i for i, item in enumerate(window) if item[1] > config.end_ratio * item[3] or item[0] == minute)
-        return [self._start(unit, state, window[begin:], minute)]
+        window = self._window(unit, state, minute, config.windows[-1])
+        dispersion = self.dispersion(state)
+        calls, window_expected, active, taken = 0, 0.0, 0, 0
+        for length in config.windows:
+            for _, count, _, rate in window[len(window) - min(length, len(window)):len(window) - taken]:
+                calls, window_expected, active = calls + count, window_expected + rate, active + (count > 0)
+            taken = min(length, len(window))
+            if window_expected < config.min_expected and length != config.windows[-1]:
+                continue
+            if active >= min(length, config.min_active_minutes) and calls >= self.start_threshold(
+                    window_expected, length, dispersion):
+                part = window[-length:]
+                return [self._start(unit, state, part[self._onset(part):], minute)]
+        return []
+
+    @staticmethod
+    def _onset(window: list[tuple[int, int, Attributes, float]]) -> int:
+        """The index in `window` where the unusual activity most likely began: the first minute above its
+        expected calls of the trailing run with the largest Poisson likelihood ratio against the expected."""
+        best, best_score, calls, expected = len(window) - 1, -1.0, 0, 0.0
+        for index in range(len(window) - 1, -1, -1):
+            _, count, _, rate = window[index]
+            calls, expected = calls + count, expected + rate
+            if count > rate and expected > 0:
+                score = calls * math.log(calls / expected) - (calls - expected)
+                if score > best_score:
+                    best, best_score = index, score
+        return best
 
     def _start(self, unit: Unit, state: UnitState, minutes: list[tuple[int, int, Attributes, float]],
                decided: int) -> tuple[bytes, dict[str, Any]]:
@@ -378,8 +522,8 @@ class InsightsDetector:
         for day in range(first_day, start // MINUTES_PER_DAY):
             _merge(baseline_attributes, state.days.get(day, {}), self.config.attribution_values)
         opened = OpenInsight(shared_id=str(uuid.uuid5(_ID_NAMESPACE, f"{unit}|{start}")), start=start,
-                       baseline_average=total / baseline_minutes, baseline_minutes=baseline_minutes,
-                       baseline_attributions=[])
+                             baseline_average=total / baseline_minutes, baseline_minutes=baseline_minutes,
+                             baseline_attributions=[])
         for _, count, attributes, _ in minutes:
             opened.calls += count
             _merge(opened.attributes, attributes, self.config.attribution_values)
@@ -394,26 +538,44 @@ class InsightsDetector:
         return unit.output_key, self._record(unit, opened, "Start", start, first_rate, decided + 1 - start,
                                              attributions)
 
-    def _continue(self, unit: Unit, state: UnitState, count: int, expected: float,
-                  attributes: Attributes) -> list[tuple[bytes, dict[str, Any]]]:
+    def end_length(self, insight_rate: float) -> int:
+        """Minutes the end rule looks back over: `end_minutes`, longer when the Insight's own rate is so low
+        that fewer than `end_calls` calls would fall in them (at most the longest window)."""
+        config = self.config
+        needed = math.ceil(config.end_calls / insight_rate) if insight_rate > 0 else config.windows[-1]
+        return min(config.windows[-1], max(config.end_minutes, needed))
+
+    def _continue(self, unit: Unit, state: UnitState, minute: int) -> list[tuple[bytes, dict[str, Any]]]:
         config = self.config
         opened = state.open
         assert opened is not None
+        count, attributes = state.recent[minute]
         opened.calls += count
         _merge(opened.attributes, attributes, config.attribution_values)
-        if count < max(config.end_ratio * expected, config.min_rate):
-            opened.quiet += 1
-            opened.quiet_calls += count
-        else:
-            opened.quiet = opened.quiet_calls = 0
-        if opened.quiet < config.end_minutes:
+        elapsed = minute + 1 - opened.start
+        if elapsed >= config.max_insight_minutes:
+            state.raised_rate = opened.calls / elapsed
+            state.raised_until = minute + 1 + config.baseline_days * MINUTES_PER_DAY
+            return [self._end(unit, state, minute + 1)]
+        length = self.end_length(opened.calls / elapsed)
+        if elapsed < length + 1:
             return []
-        end = max(state.recent) + 1 - opened.quiet
+        window = self._window(unit, state, minute, length)
+        if sum(item[1] for item in window) > config.end_ratio * sum(item[3] for item in window):
+            return []
+        return [self._end(unit, state, minute + 1 - length)]
+
+    def _end(self, unit: Unit, state: UnitState, end: int) -> tuple[bytes, dict[str, Any]]:
+        """The End record of `unit`'s open Insight, which stopped at minute `end`."""
+        opened = state.open
+        assert opened is not None
+        after = sum(count for m, (count, _) in state.recent.items() if m >= end)
         duration = max(1, end - opened.start)
         state.open = None
         state.recent.clear()
-        average = (opened.calls - opened.quiet_calls) / duration
-        return [(unit.output_key, self._record(unit, opened, "End", end, average, duration, None))]
+        self.dirty.add(unit)
+        return unit.output_key, self._record(unit, opened, "End", end, (opened.calls - after) / duration, duration,
+                                             None)
 
     @staticmethod
     def _attribute_names(unit: Unit) -> tuple[str, ...]:
@@ -441,11 +603,16 @@ class InsightsDetector:
                 "sharedEventID": opened.shared_id, "insightDetails": details, "eventCategory": "Insight"}
 
     def _prune(self, state: UnitState, end_minute: int) -> None:
+        """Drop history older than `baseline_days` + 1 days and cached rates no window uses any more (entries
+        are dropped from the oldest inserted on: history is written in time order, late events aside)."""
         keep_days = self.config.baseline_days + 1
-        oldest_slot = (end_minute - keep_days * MINUTES_PER_DAY) // self.config.slot_minutes
-        for slot in [s for s in state.slots if s < oldest_slot]:
-            del state.slots[slot]
-        for day in [d for d in state.days if d < end_minute // MINUTES_PER_DAY - keep_days]:
-            del state.days[day]
-        for key in [k for k in state.expected if k[0] < end_minute // self.config.slot_minutes - 1]:
-            del state.expected[key]
+        _drop_before(state.slots, (end_minute - keep_days * MINUTES_PER_DAY) // self.config.slot_minutes)
+        _drop_before(state.days, end_minute // MINUTES_PER_DAY - keep_days)
+        oldest_used = (end_minute - self.config.windows[-1]) // self.config.slot_minutes - 1
+        while state.expected and next(iter(state.expected))[0] < oldest_used:
+            del state.expected[next(iter(state.expected))]
+
+
+def _drop_before(items: dict[int, Any], oldest: int) -> None:
+    while items and next(iter(items)) < oldest:
+        del items[next(iter(items))]

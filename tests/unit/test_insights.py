@@ -117,10 +117,14 @@ def test_fast_ramp_is_an_insight_and_slow_is_not() -> None:
 
 def test_zero_traffic_api_and_brand_new_api() -> None:
     begin = 8 * DAY + 600
-    quiet_new = lambda m: 1.0 if m >= begin else 0.0  # noqa: E731
+    single_new = lambda m: 1.0 if m in (begin, begin + 40) else 0.0  # noqa: E731
+    sustained_new = lambda m: 1.0 if m >= begin else 0.0  # noqa: E731
     loud_new = lambda m: 40.0 if begin <= m < begin + 10 else 0.0  # noqa: E731
-    records = run({UNIT: lambda m: 20.0, OTHER: quiet_new}, begin + 120)
-    assert records == [], "a new API at an ordinary rate is no Insight"
+    records = run({UNIT: lambda m: 20.0, OTHER: single_new}, begin + 120, noise=False)
+    assert records == [], "single calls of a new API are no Insight"
+    records = run({UNIT: lambda m: 20.0, OTHER: sustained_new}, begin + 30, noise=False)
+    assert [r["insightDetails"]["state"] for r in records] == ["Start"], "a new API called every minute is one"
+    assert minute_of(records[0]) == begin
     records = run({UNIT: lambda m: 20.0, OTHER: loud_new}, begin + 30)
     assert [r["insightDetails"]["state"] for r in records] == ["Start", "End"]
     assert records[0]["insightDetails"]["eventName"] == "CreateRole"
