@@ -277,6 +277,7 @@ class InsightsDetector:
         self.closed_until = -1  # minutes < closed_until are closed
         self.max_event_s = -1
         self.last_received_s = -1.0  # Kafka timestamp of the latest event, for the idle end
+        self._idle_seen = -1.0
         self.late = 0
         self.dirty: set[Unit] = set()
 
@@ -325,9 +326,13 @@ class InsightsDetector:
         return self.close_until((self.max_event_s - self.config.allowed_lateness_s) // 60)
 
     def idle_due(self, now_s: float) -> bool:
-        """True when no event has arrived for `idle_end_s` and an Insight is still open."""
-        return (0 <= self.last_received_s <= now_s - self.config.idle_end_s
-                and any(state.open is not None for state in self.units.values()))
+        """True when no event has arrived for `idle_end_s` before `now_s` and an Insight is still open."""
+        if not 0 <= self.last_received_s <= now_s - self.config.idle_end_s or self._idle_seen == self.last_received_s:
+            return False
+        if any(state.open is not None for state in self.units.values()):
+            return True
+        self._idle_seen = self.last_received_s  # nothing opens without an event: no need to look again
+        return False
 
     def end_idle(self) -> list[tuple[bytes, dict[str, Any]]]:
         """End every open Insight of a partition that has received nothing for `idle_end_s` of wall-clock time.
@@ -438,12 +443,12 @@ class InsightsDetector:
                 window.append((m, *state.recent.get(m, (0, {})), expected))
         return window
 
-    def start_threshold(self, expected: float, length: int, dispersion: float = 1.0) -> float:
-        """The calls a window of `length` minutes with `expected` expected calls needs to start an Insight,
-        when counts vary `dispersion` times as much as Poisson counts (quasi-Poisson: the tail is taken in
-        units of `dispersion` calls)."""
+    def start_threshold(self, expected: float, span: int, dispersion: float = 1.0) -> float:
+        """The calls a window with `expected` expected calls, whose first call is `span` minutes back, needs to
+        start an Insight, when counts vary `dispersion` times as much as Poisson counts (quasi-Poisson: the
+        tail is taken in units of `dispersion` calls)."""
         config = self.config
-        return max(config.start_ratio * expected, expected + config.min_extra_rate * length,
+        return max(config.start_ratio * expected, expected + config.min_extra_rate * span,
                    dispersion * poisson_upper(expected / dispersion, config.start_alpha))
 
     def dispersion(self, state: UnitState) -> float:
@@ -483,16 +488,16 @@ class InsightsDetector:
             return []
         window = self._window(unit, state, minute, config.windows[-1])
         dispersion = self.dispersion(state)
-        calls, window_expected, active, taken = 0, 0.0, 0, 0
-        for length in config.windows:
-            for _, count, _, rate in window[len(window) - min(length, len(window)):len(window) - taken]:
-                calls, window_expected, active = calls + count, window_expected + rate, active + (count > 0)
-            taken = min(length, len(window))
-            if window_expected < config.min_expected and length != config.windows[-1]:
+        calls, window_expected, active, span, lengths = 0, 0.0, 0, 0, set(config.windows)
+        for back, (_, count, _, rate) in enumerate(reversed(window), start=1):
+            calls, window_expected = calls + count, window_expected + rate
+            if count:
+                active, span = active + 1, back
+            if back not in lengths or (window_expected < config.min_expected and back != len(window)):
                 continue
-            if active >= min(length, config.min_active_minutes) and calls >= self.start_threshold(
-                    window_expected, length, dispersion):
-                part = window[-length:]
+            if active >= min(back, config.min_active_minutes) and calls >= self.start_threshold(
+                    window_expected, span, dispersion):
+                part = window[-back:]
                 return [self._start(unit, state, part[self._onset(part):], minute)]
         return []
 
