@@ -206,7 +206,6 @@ class InsightsSettings(TransactionalWorkerSettings):
     min_active_minutes: int = Field(3, ge=1, description="...and has calls in this many of its minutes")
     start_ratio: float = Field(3.0, gt=1, description="start when a window exceeds this multiple of expected")
     start_alpha: float = Field(1e-7, gt=0, lt=1, description="...and is this improbable as (over-dispersed) noise")
-    min_extra_rate: float = Field(0.5, ge=0, description="...and holds this many extra calls per minute")
     max_dispersion: float = Field(10.0, ge=1, description="cap of the learned variance-to-mean ratio")
     end_ratio: float = Field(2.0, ge=1, description="a look-back under this multiple of expected is quiet")
     end_minutes: int = Field(3, ge=1, description="the end rule looks back at least this many minutes")

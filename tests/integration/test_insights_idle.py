@@ -15,7 +15,6 @@ from kafkatrail.trails.topic import apply_trails
 from tests.integration.pipeline import Workers, fresh_settings
 from tests.integration.test_insights_worker import BURST, BURST_PER_MIN, START, TRAIL, deliver, insights
 
-
 IDLE_END_S = 20
 
 
