@@ -310,7 +310,8 @@ def test_evaluation_scores_a_short_labelled_scenario() -> None:
 def test_evaluation_fails_a_detector_that_cannot_start() -> None:
     lines, passed = evaluate(seeds=[3], baseline_days=1, quiet_days=0, days=1, bursts=8, storms=0,
                              config=InsightsConfig(start_ratio=1000.0))
-    assert not passed and any(line.startswith("FAIL  recall 0.000 >= 0.95 for bursts") for line in lines), \
+    assert not passed and any(line.startswith("FAIL  recall 0.000 >= 0.95 for bursts in the target at")
+                              for line in lines), \
         "\n".join(lines)
 
 
