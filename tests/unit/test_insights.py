@@ -373,3 +373,28 @@ def test_an_event_from_the_future_does_not_close_everyone_else_s_minutes() -> No
     assert detector.closed_until == (received - 120) // 60
     detector.add_event(TRAIL, event(received), (CALL_RATE,), received_s=received + 1)
     assert detector.late == 0
+
+
+def test_a_new_level_is_reported_once_not_every_max_insight_minutes() -> None:
+    """A unit that jumps from 2 to 20 calls/min for good: one Insight, ended after `max_insight_minutes`,
+    after which the new level counts as normal."""
+    config = InsightsConfig(max_insight_minutes=60)
+    begin = 8 * DAY + 600
+    records = run({UNIT: lambda m: 20.0 if m >= begin else 2.0}, begin + 300, noise=False, config=config)
+    assert [r["insightDetails"]["state"] for r in records] == ["Start", "End"]
+    assert minute_of(records[1]) - minute_of(records[0]) == 60
+
+
+@pytest.mark.parametrize("name, cluster, low, high", [
+    ("calls one by one: Poisson", 1, 0.8, 1.3),
+    ("calls in pairs: twice as variable", 2, 1.7, 2.4),
+    ("calls in fives", 5, 4.0, 6.0),
+])
+def test_dispersion_is_learned_from_the_history(name: str, cluster: int, low: float, high: float) -> None:
+    rng, detector = random.Random(3), InsightsDetector()
+    for minute in range(3 * DAY):
+        count = cluster * poisson(rng, 6.0 / cluster)
+        if count:
+            detector.observe(UNIT, minute, count, {})
+        detector.close_until(minute + 1)
+    assert low <= detector.dispersion(detector.units[UNIT]) <= high, name
