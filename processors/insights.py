@@ -61,9 +61,8 @@ End rule
     Insight's own mean rate gives `end_calls` (10) calls) minutes, at most the longest window; when those
     L minutes hold at most `end_ratio` (2) times their expected calls, the Insight ends at the first of
     them. At 60 calls/min that is 3 minutes, at 1 error/min 10: a low-rate Insight is neither ended by
-    one empty minute nor kept open by one call. An Insight open for `max_insight_minutes` (360) ends
-    then, and its mean rate is taken as the unit's normal rate for `baseline_days`, so a new level is
-    reported once, not every six hours.
+    one empty minute nor kept open by one call. An Insight open for `max_insight_minutes` (1440) ends
+    then; a level that stays changed starts a new one, at most once a day, until the history has it.
     A partition that receives no event for `idle_end_s` (900 s) of wall-clock time, measured from the
     Kafka timestamp of its last event (`end_idle`, called by the worker), closes its minutes up to the
     latest event time and ends each open Insight at the first minute of its trailing run of minutes
@@ -122,7 +121,7 @@ class InsightsConfig:
     end_ratio: float = 2.0
     end_minutes: int = 3
     end_calls: float = 10.0
-    max_insight_minutes: int = 360
+    max_insight_minutes: int = 1440
     max_dispersion: float = 10.0
     allowed_lateness_s: int = 120
     idle_end_s: int = 900
@@ -198,8 +197,7 @@ class OpenInsight:
 class UnitState:
     """Per unit: history slots, daily attributions, open minutes, the last closed minutes, an open Insight.
 
-    `raised_rate` until minute `raised_until`: the level of an Insight that ran `max_insight_minutes`, taken
-    as normal until the history has caught up with it. `squares` and `slot_calls` sum c^2 and c over the
+    `squares` and `slot_calls` sum c^2 and c over the
     closed minutes of slot `square_slot`; `dispersion_sum / dispersion_weight` is the decayed mean of the
     finished slots' dispersion index (see `InsightsDetector.dispersion`).
     """
@@ -210,8 +208,6 @@ class UnitState:
     recent: dict[int, tuple[int, Attributes]] = field(default_factory=dict)
     expected: dict[tuple[int, int], float] = field(default_factory=dict)
     open: OpenInsight | None = None
-    raised_rate: float = 0.0
-    raised_until: int = 0
     square_slot: int = -1
     squares: int = 0
     slot_calls: int = 0
@@ -410,8 +406,6 @@ class InsightsDetector:
             cached = self._profile(state.slots if state else {}, slot, days, first_slot)
             if state:
                 state.expected[(slot, days)] = cached
-        if state and minute < state.raised_until:
-            return max(cached, state.raised_rate)
         return cached
 
     def _profile(self, slots: Mapping[int, int], slot: int, days: int, first_slot: int) -> float:
@@ -457,9 +451,9 @@ class InsightsDetector:
         """(minute, calls, attributes, expected) of the `length` minutes ending with `minute`, leaving out
         minutes before the unit's history was long enough to have an expected rate."""
         window: list[tuple[int, int, Attributes, float]] = []
-        memo: dict[tuple[int, bool], float | None] = {}
+        memo: dict[int, float | None] = {}
         for m in range(minute - length + 1, minute + 1):
-            key = (m // self.config.slot_minutes, m < state.raised_until)
+            key = m // self.config.slot_minutes
             expected = memo[key] if key in memo else memo.setdefault(key, self.expected(unit, m))
             if expected is not None:
                 window.append((m, *state.recent.get(m, (0, {})), expected))
@@ -578,8 +572,6 @@ class InsightsDetector:
         _merge(opened.attributes, attributes, config.attribution_values)
         elapsed = minute + 1 - opened.start
         if elapsed >= config.max_insight_minutes:
-            state.raised_rate = opened.calls / elapsed
-            state.raised_until = minute + 1 + config.baseline_days * MINUTES_PER_DAY
             return [self._end(unit, state, minute + 1)]
         length = self.end_length(opened.calls / elapsed)
         if elapsed < length + 1:

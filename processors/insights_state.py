@@ -46,7 +46,6 @@ def unit_record(unit: Unit, state: UnitState) -> tuple[bytes, bytes]:
         "pending": [[minute, count, attributes] for minute, (count, attributes) in state.pending.items()],
         "recent": [[minute, count, attributes] for minute, (count, attributes) in state.recent.items()],
         "open": _open_doc(state.open),
-        "raised": [state.raised_rate, state.raised_until],
         "dispersion": [state.square_slot, state.squares, state.slot_calls, state.dispersion_sum,
                        state.dispersion_weight],
     })
@@ -80,11 +79,10 @@ def restore(detector: InsightsDetector, key: bytes, value: bytes) -> None:
         return
     unit = Unit(*orjson.loads(key))
     square_slot, squares, slot_calls, dispersion_sum, dispersion_weight = doc.get("dispersion", [-1, 0, 0, 0.0, 0.0])
-    raised_rate, raised_until = doc.get("raised", [0.0, 0])
     detector.units[unit] = UnitState(
         slots={slot: count for slot, count in doc["slots"]},
         days={int(day): _attributes(attributes) for day, attributes in doc["days"]},
         pending={minute: (count, _attributes(attributes)) for minute, count, attributes in doc["pending"]},
         recent={minute: (count, _attributes(attributes)) for minute, count, attributes in doc["recent"]},
-        open=_open(doc["open"]), raised_rate=raised_rate, raised_until=raised_until, square_slot=square_slot,
+        open=_open(doc["open"]), square_slot=square_slot,
         squares=squares, slot_calls=slot_calls, dispersion_sum=dispersion_sum, dispersion_weight=dispersion_weight)

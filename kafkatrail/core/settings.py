@@ -210,7 +210,7 @@ class InsightsSettings(TransactionalWorkerSettings):
     end_ratio: float = Field(2.0, ge=1, description="a look-back under this multiple of expected is quiet")
     end_minutes: int = Field(3, ge=1, description="the end rule looks back at least this many minutes")
     end_calls: float = Field(10.0, gt=0, description="...and long enough to expect this many at the Insight's rate")
-    max_insight_minutes: int = Field(360, ge=1, description="an Insight ends after this long; its level is normal")
+    max_insight_minutes: int = Field(1440, ge=1, description="an Insight ends after this long at the latest")
     idle_end_s: int = Field(900, ge=1, description="a partition without events this long ends its open Insights")
     allowed_lateness_s: int = Field(120, ge=0, description="a minute is evaluated once event time is this far past")
 
