@@ -270,12 +270,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_insights_evaluate(args: argparse.Namespace) -> int:
     from kafkatrail.processors.insights import InsightsConfig
-    from kafkatrail.processors.insights_evaluation import evaluate
+    from kafkatrail.processors.insights_evaluation import FULL, evaluate
 
     config = InsightsConfig.from_settings(_settings(args).insights)
+    scale = FULL if args.full else {}
     try:
-        lines, passed = evaluate(warmup_days=args.warmup_days, days=args.days, bursts=args.bursts,
-                                 storms=args.storms, seed=args.seed, config=config)
+        lines, passed = evaluate(
+            seeds=list(range(args.seed, args.seed + scale.get("seeds", args.seeds))),
+            regions=scale.get("regions", args.regions), baseline_days=args.warmup_days,
+            quiet_days=args.quiet_days, days=scale.get("days", args.days), bursts=scale.get("bursts", args.bursts),
+            storms=scale.get("storms", args.storms), config=config)
     except ValueError as exc:
         raise SettingsError(f"insights evaluate: {exc}") from None
     print("\n".join(lines))
@@ -494,11 +498,16 @@ def build_parser() -> argparse.ArgumentParser:
     insights_commands = insights.add_subparsers(dest="insights_command", required=True)
     evaluate = insights_commands.add_parser("evaluate", help="score the detector on labelled synthetic traffic "
                                                              "(bursts, error storms) against its targets")
-    evaluate.add_argument("--warmup-days", type=int, default=7, help="days of history before the evaluated days")
-    evaluate.add_argument("--days", type=int, default=7, help="evaluated days")
-    evaluate.add_argument("--bursts", type=int, default=12, help="call-rate bursts injected")
-    evaluate.add_argument("--storms", type=int, default=6, help="error storms injected")
-    evaluate.add_argument("--seed", type=int, default=1)
+    evaluate.add_argument("--warmup-days", type=int, default=7, help="days of history before the quiet days")
+    evaluate.add_argument("--quiet-days", type=int, default=3, help="days without injections: every Insight is false")
+    evaluate.add_argument("--days", type=int, default=1, help="days with injections")
+    evaluate.add_argument("--bursts", type=int, default=8, help="call-rate bursts injected per seed")
+    evaluate.add_argument("--storms", type=int, default=8, help="error storms injected per seed")
+    evaluate.add_argument("--regions", type=int, default=1, help="regions of 10 APIs each (1-3)")
+    evaluate.add_argument("--seed", type=int, default=1, help="first seed")
+    evaluate.add_argument("--seeds", type=int, default=1, help="seeds run, from --seed on")
+    evaluate.add_argument("--full", action="store_true", help="the README's evaluation: 5 seeds, 3 regions, 2 "
+                                                               "injection days with 30 bursts and 30 storms each")
     evaluate.set_defaults(func=cmd_insights_evaluate)
 
     api = commands.add_parser("api", help="serve the CloudTrail API (SigV4; trails, selectors, status, tags, keys, "

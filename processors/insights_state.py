@@ -27,13 +27,13 @@ def _open_doc(opened: OpenInsight | None) -> dict[str, Any] | None:
         return None
     return {"shared_id": opened.shared_id, "start": opened.start, "baseline_average": opened.baseline_average,
             "baseline_minutes": opened.baseline_minutes, "baseline_attributions": opened.baseline_attributions,
-            "calls": opened.calls, "attributes": opened.attributes, "quiet": opened.quiet,
-            "quiet_calls": opened.quiet_calls}
+            "calls": opened.calls, "attributes": opened.attributes}
 
 
 def _open(doc: dict[str, Any] | None) -> OpenInsight | None:
     if doc is None:
         return None
+    doc = {key: value for key, value in doc.items() if key not in ("quiet", "quiet_calls")}  # the old end rule's
     return OpenInsight(**{**doc, "attributes": _attributes(doc["attributes"])})
 
 
@@ -46,13 +46,15 @@ def unit_record(unit: Unit, state: UnitState) -> tuple[bytes, bytes]:
         "pending": [[minute, count, attributes] for minute, (count, attributes) in state.pending.items()],
         "recent": [[minute, count, attributes] for minute, (count, attributes) in state.recent.items()],
         "open": _open_doc(state.open),
+        "dispersion": [state.square_slot, state.squares, state.slot_calls, state.dispersion_sum,
+                       state.dispersion_weight],
     })
     return key, value
 
 
 def clock_record(detector: InsightsDetector) -> tuple[bytes, bytes]:
     return CLOCK_KEY, orjson.dumps({"closed_until": detector.closed_until, "max_event_s": detector.max_event_s,
-                                    "late": detector.late,
+                                    "late": detector.late, "last_received_s": detector.last_received_s,
                                     "scope_first": [[*scope, first] for scope, first in
                                                     detector.scope_first.items()]})
 
@@ -71,13 +73,16 @@ def restore(detector: InsightsDetector, key: bytes, value: bytes) -> None:
     if key == CLOCK_KEY:
         detector.closed_until, detector.max_event_s, detector.late = (doc["closed_until"], doc["max_event_s"],
                                                                        doc["late"])
+        detector.last_received_s = doc.get("last_received_s", -1.0)
         detector.scope_first = {(trail, account, region): first for trail, account, region, first in
                                 doc["scope_first"]}
         return
     unit = Unit(*orjson.loads(key))
+    square_slot, squares, slot_calls, dispersion_sum, dispersion_weight = doc.get("dispersion", [-1, 0, 0, 0.0, 0.0])
     detector.units[unit] = UnitState(
         slots={slot: count for slot, count in doc["slots"]},
         days={int(day): _attributes(attributes) for day, attributes in doc["days"]},
         pending={minute: (count, _attributes(attributes)) for minute, count, attributes in doc["pending"]},
         recent={minute: (count, _attributes(attributes)) for minute, count, attributes in doc["recent"]},
-        open=_open(doc["open"]))
+        open=_open(doc["open"]), square_slot=square_slot,
+        squares=squares, slot_calls=slot_calls, dispersion_sum=dispersion_sum, dispersion_weight=dispersion_weight)

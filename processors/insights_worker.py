@@ -17,6 +17,9 @@ Exactly-once argument
     again from the committed offsets: the detector state is the one before the batch, so it makes the
     same decisions and an Insight started before the crash is neither lost nor started twice. Record
     IDs derive from the unit and the start minute, so even a replay elsewhere yields the same IDs.
+    A partition that receives no event for `insights.idle_end_s` (wall clock against the Kafka timestamp of
+    its last event, which the changelog keeps) ends its open Insights in a transaction of its own, with
+    the changelog records of the units it ended and no offsets.
     A rebalance moves a partition with its changelog; a transaction error that requires an abort
     rewinds to the committed offsets and restores the state from the changelog.
 """
@@ -24,6 +27,7 @@ Exactly-once argument
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -110,6 +114,20 @@ class InsightsWorker(TransactionalLoop[InsightsDetector]):
         for key, value in changed_records(state):
             self.produce(self.topics.insights_changelog, key, value, partition=partition)
         return counted, written
+
+    def idle_due(self, state: InsightsDetector) -> bool:
+        return state.idle_due(time.time())
+
+    def idle(self, partition: int, state: InsightsDetector) -> Any:
+        """End the open Insights of a partition that has received no event for `insights.idle_end_s`."""
+        written = []
+        for key, record in state.end_idle():
+            self.produce(self.topics.insights, key, orjson.dumps(record))
+            written.append(record["insightDetails"]["state"])
+        for key, value in changed_records(state):
+            self.produce(self.topics.insights_changelog, key, value, partition=partition)
+        log.info("idle partition: open Insights ended", extra={"partition": partition, "states": written})
+        return 0, written
 
     def committed(self, results: list[tuple[int, list[str]]]) -> None:
         written = [state for _, states in results for state in states]

@@ -109,6 +109,15 @@ class TransactionalLoop(Worker, Generic[State]):
         to `committed` once the transaction commits. `messages` are all of one topic (`messages[0].topic()`)."""
         raise NotImplementedError
 
+    def idle_due(self, state: State) -> bool:
+        """Whether a partition that received nothing in this poll has output to write anyway (default: never)."""
+        return False
+
+    def idle(self, partition: int, state: State) -> Any:
+        """The output of a partition `idle_due` chose, written (with `produce`) in the open transaction; the
+        result goes to `committed` with the batch's."""
+        raise NotImplementedError
+
     def committed(self, results: list[Any]) -> None:
         """The transaction holding `results` committed (count metrics here)."""
 
@@ -124,9 +133,12 @@ class TransactionalLoop(Worker, Generic[State]):
         log.info("transactions ready", extra={"instance_id": self.config.instance_id})
 
     def handle_batch(self, records: list[Message]) -> None:
-        """One transaction: the output, the changed state and the offsets of `records`."""
-        if records:
-            self._process(records)
+        """One transaction: the output, the changed state and the offsets of `records`, and the output of
+        the other partitions that are `idle_due`."""
+        polled = {(message.topic(), message.partition()) for message in records}
+        idle = [key for key, state in self.states.items() if key not in polled and self.idle_due(state)]
+        if records or idle:
+            self._process(records, idle)
 
     def closed(self) -> None:
         if not self._wedged:
@@ -213,7 +225,7 @@ class TransactionalLoop(Worker, Generic[State]):
             self.restored(state)
         return states
 
-    def _process(self, messages: list[Message]) -> None:
+    def _process(self, messages: list[Message], idle: list[tuple[str, int]]) -> None:
         by_partition: dict[tuple[str, int], list[Message]] = defaultdict(list)
         for message in messages:
             by_partition[message.topic(), message.partition()].append(message)
@@ -227,6 +239,8 @@ class TransactionalLoop(Worker, Generic[State]):
             topic, partition = key
             results.append(self.transform(partition, batch, state))
             offsets.append(TopicPartition(topic, partition, batch[-1].offset() + 1))
+        for topic, partition in idle:
+            results.append(self.idle(partition, self.states[topic, partition]))
         try:
             committed = self._commit(offsets)
         except KafkaException as exc:
@@ -243,8 +257,9 @@ class TransactionalLoop(Worker, Generic[State]):
         """Commit the open transaction with `offsets`; False when it had to be aborted."""
         try:
             metadata = self.consumer.consumer_group_metadata()
-            self._bounded("send_offsets_to_transaction", lambda: self.producer.send_offsets_to_transaction(
-                offsets, metadata, KAFKA_TIMEOUT_S))
+            if offsets:  # an idle partition's output alone consumed nothing
+                self._bounded("send_offsets_to_transaction", lambda: self.producer.send_offsets_to_transaction(
+                    offsets, metadata, KAFKA_TIMEOUT_S))
             for attempt in range(COMMIT_ATTEMPTS):
                 try:
                     self._bounded("commit_transaction", lambda: self.producer.commit_transaction(KAFKA_TIMEOUT_S))

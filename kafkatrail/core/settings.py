@@ -195,14 +195,23 @@ class InsightsSettings(TransactionalWorkerSettings):
     baseline_days: int = Field(7, ge=1, le=28, description="days of per-slot history the baseline is learned from")
     min_history_days: int = Field(1, ge=1, description="no Insight before a trail has this many days of history")
     slot_minutes: int = Field(10, ge=1, le=60, description="granularity of the history; must divide a day")
-    neighbour_slots: int = Field(1, ge=0, description="slots on each side also taken as expected rate")
-    floor_rank: int = Field(2, ge=1, le=7, description="with a week of history: the n-th lowest day")
-    start_window: int = Field(2, ge=1, description="minutes summed by the start rule")
-    start_ratio: float = Field(3.0, gt=1, description="start when the window exceeds this multiple of expected")
-    start_alpha: float = Field(1e-6, gt=0, lt=1, description="...and is this improbable as Poisson noise")
-    min_rate: float = Field(5.0, gt=0, description="...and averages at least this many calls per minute")
-    end_ratio: float = Field(2.0, ge=1, description="a minute under this multiple of expected is quiet")
-    end_minutes: int = Field(3, ge=1, description="an Insight ends after this many quiet minutes")
+    neighbour_slots: int = Field(1, ge=1, description="slots on each side pooled into the baseline at least")
+    max_pool_slots: int = Field(6, ge=1, description="...widened up to this many until pool_calls are pooled")
+    pool_calls: int = Field(60, ge=1, description="calls the baseline pools around a time of day if it can")
+    floor_rank: int = Field(2, ge=1, le=7, description="with a week of history: at least the n-th lowest day")
+    min_baseline_rate: float = Field(0.005, gt=0, description="expected rate of a unit never or rarely seen, per min")
+    windows: tuple[int, ...] = Field((1, 2, 3, 5, 8, 12, 20, 30), min_length=1,
+                                     description="window lengths (minutes) the start rule tests")
+    min_expected: float = Field(2.0, gt=0, description="a window counts once it expects this many calls")
+    min_active_minutes: int = Field(3, ge=1, description="...and has calls in this many of its minutes")
+    start_ratio: float = Field(3.0, gt=1, description="start when a window exceeds this multiple of expected")
+    start_alpha: float = Field(1e-7, gt=0, lt=1, description="...and is this improbable as (over-dispersed) noise")
+    max_dispersion: float = Field(10.0, ge=1, description="cap of the learned variance-to-mean ratio")
+    end_ratio: float = Field(2.0, ge=1, description="a look-back under this multiple of expected is quiet")
+    end_minutes: int = Field(3, ge=1, description="the end rule looks back at least this many minutes")
+    end_calls: float = Field(10.0, gt=0, description="...and long enough to expect this many at the Insight's rate")
+    max_insight_minutes: int = Field(1440, ge=1, description="an Insight ends after this long at the latest")
+    idle_end_s: int = Field(900, ge=1, description="a partition without events this long ends its open Insights")
     allowed_lateness_s: int = Field(120, ge=0, description="a minute is evaluated once event time is this far past")
 
 
@@ -344,7 +353,7 @@ def settings_environment(settings: Settings) -> dict[str, str]:
         if isinstance(value, BaseModel):
             for field in type(value).model_fields:
                 export(f"{name}__{field.upper()}", getattr(value, field))
-        elif isinstance(value, dict | list):
+        elif isinstance(value, dict | list | tuple):
             environment[name] = json.dumps(to_jsonable_python(value))
         elif isinstance(value, bool):
             environment[name] = "true" if value else "false"
