@@ -116,12 +116,17 @@ def assert_exactly_once(workers: Workers, aws_endpoint: str, trails: tuple, reco
     assert set(pairs) == expected, f"missing {len(expected - set(pairs))} of {len(expected)}"
 
 
+def applied_trails_and_records(workers: Workers, aws_endpoint: str, seed: int) -> tuple[tuple, list[dict]]:
+    """The S3 tests' trails, applied, and EVENTS simulated records to replay through them."""
+    trails, _, _ = aws_resources(aws_endpoint)
+    apply_trails(workers.settings, trails)
+    return trails, simulate(EVENTS, seed=seed)
+
+
 def test_a_role_killed_under_run_is_back_within_10_s_and_nothing_is_lost_or_doubled(
         node_workers: Workers, aws_endpoint: str) -> None:
     workers = node_workers
-    trails, _, _ = aws_resources(aws_endpoint)
-    apply_trails(workers.settings, trails)
-    records = simulate(EVENTS, seed=1400)
+    trails, records = applied_trails_and_records(workers, aws_endpoint, seed=1400)
     node = NodeRun(workers)
     try:
         for role in ROLES:
@@ -151,9 +156,7 @@ def test_a_role_killed_under_run_is_back_within_10_s_and_nothing_is_lost_or_doub
 def test_sigterm_to_run_mid_stream_stops_every_role_and_run_again_delivers_exactly_once(
         node_workers: Workers, aws_endpoint: str) -> None:
     workers = node_workers
-    trails, _, _ = aws_resources(aws_endpoint)
-    apply_trails(workers.settings, trails)
-    records = simulate(EVENTS, seed=1410)
+    trails, records = applied_trails_and_records(workers, aws_endpoint, seed=1410)
     first = NodeRun(workers)
     second = None
     try:
