@@ -47,6 +47,7 @@ from kafkatrail.core.kafka_clients import kafka_config
 from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings, TransactionalWorkerSettings
 from kafkatrail.core.topics import reader, until_end
+from kafkatrail.runtime.supervisor import FENCED_CODES
 from kafkatrail.runtime.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,6 @@ RESTORE_TIMEOUT_S = 600.0
 COMMIT_ATTEMPTS = 5
 FULL_QUEUE_WAIT_S = 0.05
 WEDGED_AFTER_S = 10.0
-FENCED_CODES = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
 Result = TypeVar("Result")
 
 State = TypeVar("State")

@@ -33,6 +33,7 @@ from kafkatrail.stack import Endpoints
 from tests.integration.pipeline import Workers, pipeline_settings, publish, simulate
 from tests.integration.test_api import KEY, SECRET, Api
 from tests.integration.test_clean_stop import Replay, join_and_leave, wait_until_working
+from tests.unit.test_history_store import matches
 
 CLI = [sys.executable, "-m", "kafkatrail.cli"]
 
@@ -174,18 +175,6 @@ def cli_pages(api: Api, aws_cli: Path, region: str, *arguments: str, page_items:
 def three_pages(events: int) -> int:
     """aws-cli page size that splits `events` into about three pages (several, but few aws-cli runs)."""
     return max(1, -(-events // 3))
-
-
-def matches(record: dict[str, Any], key: str, value: str) -> bool:
-    fields = lookup_fields(record)
-    assert fields is not None
-    if key == "ResourceType":
-        return any(kind == value for kind, _ in fields.resources)
-    if key == "ResourceName":
-        return any(name == value for _, name in fields.resources)
-    return {"EventId": fields.event_id, "EventName": fields.event_name, "ReadOnly": fields.read_only,
-            "Username": fields.username, "EventSource": fields.event_source,
-            "AccessKeyId": fields.access_key_id}[key] == value
 
 
 def test_every_management_event_is_stored_exactly_once_while_a_second_history_worker_joins_and_leaves(
