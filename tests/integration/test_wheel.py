@@ -15,6 +15,7 @@ import pytest
 
 from kafkatrail import __version__
 from kafkatrail.stack.processes import free_port
+from tests.integration.test_cli_failures import RAW_LIBRDKAFKA_LINE
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 JAR_CACHE = REPOSITORY / ".cache" / "kafka"
@@ -92,3 +93,4 @@ def test_the_installed_wheel_runs_the_stack_and_the_demo_outside_the_checkout(
     print(demo.stdout[-3000:])
     assert re.search(r"\.json\.gz", demo.stdout), "the demo lists the log files it stored"
     assert "demo finished" in demo.stdout
+    assert not RAW_LIBRDKAFKA_LINE.search(demo.stdout + demo.stderr), "a healthy demo prints no raw librdkafka line"
