@@ -120,12 +120,13 @@ def timeout_option(command: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def allowed_seconds(outcomes: list[tuple[Case, subprocess.CompletedProcess[str], float]]) -> dict[str, float]:
-    """How long each condition may take. A command with bad settings never waits, so the slowest of those is
-    this run's start-up time (an interpreter importing boto3 and confluent-kafka: seconds on a busy machine); one
-    that waits for a broker or AWS may take its --timeout on top of that."""
+    """How long each condition may take. A command with bad settings never waits: each takes at most three times
+    their median (the demo imports the most; under a load of 4 it took 12 s), and the slowest of them is this
+    run's start-up time (an interpreter importing boto3 and confluent-kafka: seconds on a busy machine); one that
+    waits for a broker or AWS may take its --timeout on top of that."""
     startups = sorted(seconds for case, _, seconds in outcomes if case.condition == "bad settings")
     startup = max(STARTUP_S, startups[-1])
-    return {"bad settings": max(STARTUP_S, 2 * startups[len(startups) // 2]),
+    return {"bad settings": max(STARTUP_S, 3 * startups[len(startups) // 2]),
             "broker down": TIMEOUT_S + startup, "AWS down": TIMEOUT_S + startup}
 
 
