@@ -384,6 +384,7 @@ class DigestWorker(Worker):
             log.info("digest period stored by another worker: linked to it", extra={"digest": stored.key})
             return
         state.advance(signed.previous_for_next)
+        log.info("digest stored", extra={"digest": document["digestS3Object"], "log_files": len(files)})
         self.metrics.digests.labels("files" if files else "empty").inc()
         self.metrics.files.inc(len(files))
 

@@ -109,7 +109,9 @@ def wait_until_listed(pipeline: Pipeline, s3: Any, bucket: str, timeout_s: float
             time.sleep(PERIOD_S + 1)
             return
         time.sleep(1)
-    raise AssertionError(f"log files not all listed in digests in {timeout_s} s:\n{pipeline.workers.log_tail()}")
+    unlisted = sorted(log_files_in(s3, bucket) - listed)
+    raise AssertionError(f"{len(unlisted)} log files not listed in digests in {timeout_s} s, e.g. {unlisted[:3]}:\n"
+                         f"{pipeline.workers.log_tail()}")
 
 
 def assert_one_unbroken_chain_per_region(digests: dict[str, tuple[dict[str, Any], dict[str, str]]],

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from kafkatrail import __version__
-from kafkatrail.stack.processes import free_port
 from tests.integration.test_cli_failures import RAW_LIBRDKAFKA_LINE
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -78,16 +77,6 @@ def test_the_installed_wheel_runs_the_stack_and_the_demo_outside_the_checkout(
     kafkatrail = str(environment / "bin" / "kafkatrail")
     assert run([kafkatrail, "--version"], elsewhere, env).stdout.strip() == f"kafkatrail {__version__}"
     run([str(python), "-c", "import kafkatrail.sinks.s3, kafkatrail.schemas.binary"], elsewhere, env)
-
-    stack = ["--data-dir", str(elsewhere / "stack")]
-    up = run([kafkatrail, "stack", "up", *stack, "--kafka-port", str(free_port()), "--aws-port", str(free_port())],
-             elsewhere, env, timeout=180)
-    try:
-        assert "export KAFKATRAIL_BOOTSTRAP_SERVERS=" in up.stdout
-        run([kafkatrail, "stack", "status", *stack], elsewhere, env)
-    finally:
-        down = run([kafkatrail, "stack", "down", *stack], elsewhere, env, timeout=120)
-    print(up.stdout, down.stdout)
 
     demo = run([kafkatrail, "demo", "--seconds", "5"], elsewhere, env, timeout=400)
     print(demo.stdout[-3000:])
