@@ -9,8 +9,8 @@ period end E the worker reads the journal up to the end offsets it sees at E, wr
 owned chain up to E (an empty one when nothing was stored), and only then commits its journal offsets. So a
 crash before the commit re-reads only files of the digests just written (skipped: they are listed in them)
 or of none. The offsets committed are those after the last journal record taken (or the end of a partition,
-once the consumer reported reaching it), never the consumer's `position()`, which can run ahead of what was
-handed to the worker.
+once the consumer reported reaching it in the same assignment), never the consumer's `position()`, which can
+run ahead of what was handed to the worker.
 
 Any number of digest workers may run; each chain has one owner, decided by Kafka:
 1. Ownership. The processors key delivery records by (trail, account, region) with Kafka's murmur2
@@ -33,12 +33,14 @@ Any number of digest workers may run; each chain has one owner, decided by Kafka
    the next period. A chain's first digest ends at the first period end after the journal timestamp of the
    chain's first `stored` record, which every reader of the partition sees alike. Two digests for one chain
    period, or two digests naming one predecessor, cannot exist.
-3. Each file in one digest. A file is listed only if it is not listed in the digests this worker wrote or
-   adopted (`ChainState.listed`). A new owner reads the journal from the committed offset, whose metadata
-   says up to which period end the digests list nothing read past it (`digested_to`: the round's end, or
-   just before the earliest digest adopted from another writer since the journal was last read to its end:
-   such a digest may list files this worker has not read yet); it collects the files of every digest of
-   the chain after that end, so files listed by a late writer or before a crash are not listed again.
+3. Each file in one digest. A file is listed only if it is not listed in the chain's last
+   `REMEMBERED_DIGESTS` digests (`ChainState.listed`): those this worker wrote or adopted, and, for a chain
+   it takes over, those it reads back from S3 when it finds the chain again. So a file is not listed again
+   when a new owner re-reads the journal from the last commit (files of digests written before a crash, or
+   listed by a late writer in a digest adopted since), nor when a `stored` record comes twice: an S3 sink
+   that takes over a partition rebuilds the files its predecessor stored but did not commit, under the same
+   key, and journals them again, possibly after the digest worker's own handover (the scale-out test's case).
+   The horizon is 24 periods (a day of hourly digests): a repeat later than that would be listed again.
 
 Chain state survives a restart without a store of its own: the previous digest of a chain is found again
 by listing the chain's digest folder in S3 (today's date folder, then earlier days, up to `lookback_days`),
@@ -59,7 +61,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from botocore.exceptions import ClientError
 from confluent_kafka import KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -161,8 +162,7 @@ class DigestWorker(Worker):
         self.chains: dict[tuple[str, str, str], ChainState] = {}
         self.owned: set[int] = set()  # the journal partitions assigned: their chains are this worker's
         self._next: dict[int, int] = {}  # partition -> offset after the last journal record taken
-        self._digested_to: dict[int, datetime] = {}  # partition -> `digested_to` of its committed offset
-        self._adopted: dict[int, datetime] = {}  # partition -> earliest adopted end not yet known read past
+        self._assignments = self._batch_assignment = 0  # assignments so far; and when the batch in hand began
         self._next_end = period_end_after(time.time(), self.config.period_s)
         self.s3 = aws.client(settings, "s3")
         self.calls = AwsCalls(self.metrics.aws, self.config.retry_max_backoff_s, lambda: self.stopping, self.wait)
@@ -181,14 +181,13 @@ class DigestWorker(Worker):
                                         .topics[delivery].partitions)
 
     def on_assign(self, partitions: list[TopicPartition]) -> None:
-        """Take the partitions' chains: offsets and `digested_to` from the commits, then the chains found in S3."""
+        """Take the partitions' chains: offsets from the commits, then the chains found in S3."""
+        self._assignments += 1
         committed = self.consumer.committed(partitions, timeout=KAFKA_TIMEOUT_S)
         for tp in committed:
             self.owned.add(tp.partition)
             if tp.offset >= 0:
                 self._next[tp.partition] = tp.offset
-            if tp.metadata:
-                self._digested_to[tp.partition] = datetime.fromisoformat(orjson.loads(tp.metadata)["digested_to"])
         self._discover_chains({tp.partition for tp in committed})
         self._next_end = period_end_after(time.time(), self.config.period_s)
         log.info("chains found", extra={"chains": len(self.chains), "next_digest_end": self._next_end.isoformat()})
@@ -197,9 +196,8 @@ class DigestWorker(Worker):
         """Forget the partitions' chains, committing nothing: the next owner reads on from the last commit."""
         gone = {tp.partition for tp in partitions}
         self.owned -= gone
-        for mapping in (self._next, self._digested_to, self._adopted):
-            for partition in gone:
-                mapping.pop(partition, None)
+        for partition in gone:
+            self._next.pop(partition, None)
         self.chains = {ident: state for ident, state in self.chains.items() if state.partition not in gone}
         self.metrics.chains.set(len(self.chains))
 
@@ -209,13 +207,13 @@ class DigestWorker(Worker):
         A stop while S3 is failing raises `WorkerStopping`: nothing more is written or committed, and the next
         owner re-reads the uncommitted journal (files already in a chain's latest digests are skipped).
         """
+        self._batch_assignment = self._assignments
         for message in records:
             self._take(message)
         if time.time() >= self._next_end.timestamp():
-            if self._read_to_end():
-                self._adopted.clear()  # what the adopted digests list has been read by now
+            self._read_to_end()
             self._write_digests(self._next_end)
-            self._commit(self._next_end)
+            self._commit()
             self._next_end = period_end_after(time.time(), self.config.period_s)
         self.status.flush()
         self.status_producer.poll(0)
@@ -225,6 +223,12 @@ class DigestWorker(Worker):
         self.status_producer.flush(KAFKA_TIMEOUT_S)
 
     def reached_end(self, partition: int, offset: int) -> None:
+        """An end the loop consumed before this batch; stale when the partitions were assigned again while the
+        batch read the journal to its end (the consumer then reads again from the commit, below `offset`)."""
+        if self._batch_assignment == self._assignments:
+            self._reached(partition, offset)
+
+    def _reached(self, partition: int, offset: int) -> None:
         if partition in self.owned:
             self._next[partition] = max(self._next.get(partition, 0), offset)
 
@@ -255,7 +259,7 @@ class DigestWorker(Worker):
         state = self.chains.get(ident)
         if state is None:
             chain = chain_of(trail, account, region)
-            previous, listed = self._find_latest_digests(chain, self._digested_to.get(partition))
+            previous, listed = self._find_latest_digests(chain)
             state = ChainState(chain, previous.end if previous else first_stored, previous, partition)
             state.listed.extend(listed)
             self.chains[ident] = state
@@ -287,10 +291,9 @@ class DigestWorker(Worker):
             paginate=True)
         return [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", [])]
 
-    def _find_latest_digests(self, chain: ChainId, digested_to: datetime | None) -> tuple[Previous | None,
-                                                                                           list[set[str]]]:
+    def _find_latest_digests(self, chain: ChainId) -> tuple[Previous | None, list[set[str]]]:
         """The newest digest of the chain (looking back day folder by day folder) and the files listed in it and
-        in the digests before it back to `digested_to` (only the newest's without one), oldest first."""
+        in the digests before it, up to `REMEMBERED_DIGESTS` digests, oldest first."""
         anything = self._call("ListObjectsV2", lambda _: self.s3.list_objects_v2(
             Bucket=chain.bucket, Prefix=chain.folder, MaxKeys=1))
         if not anything.get("Contents"):
@@ -304,8 +307,7 @@ class DigestWorker(Worker):
             if keys:
                 latest, listed, before = self._read_digest(chain.bucket, max(keys, key=key_time))
                 lists = [listed]
-                while digested_to is not None and before and key_time(before[1]) > digested_to \
-                        and len(lists) < REMEMBERED_DIGESTS:
+                while before and len(lists) < REMEMBERED_DIGESTS:
                     _, listed, before = self._read_digest(*before)
                     lists.insert(0, listed)
                 log.info("chain found again", extra={"digest": latest.key, "digests_read": len(lists)})
@@ -322,8 +324,8 @@ class DigestWorker(Worker):
                 {entry["s3Object"] for entry in document["logFiles"]},
                 (document["previousDigestS3Bucket"], before) if before else None)
 
-    def _read_to_end(self) -> bool:
-        """Consume until every owned partition has been taken up to the end offset it has now; whether it was.
+    def _read_to_end(self) -> None:
+        """Consume until every owned partition has been taken up to the end offset it has now.
 
         The end offsets come from an admin client: asked on the consumer, each waits behind its fetch long-poll.
         While the broker cannot tell them (it is down or restarting), the digests are written with what was
@@ -337,18 +339,17 @@ class DigestWorker(Worker):
         except KafkaException as exc:
             log.warning("journal end unknown: the broker did not answer; digests list what was read",
                         extra={"error": exc.args[0].str()})
-            return False
+            return
         deadline = time.monotonic() + KAFKA_TIMEOUT_S
         while time.monotonic() < deadline and not self.stopping:
             if all(self._next.get(p, 0) >= end for p, end in ends.items() if p in self.owned):
-                return set(ends) <= self.owned
+                return
             records, reached = self.sort(self.consumer.consume(1000, timeout=0.2))
             for message in records:
                 self._take(message)
             for _, partition, offset in reached:
-                self.reached_end(partition, offset)
+                self._reached(partition, offset)
         log.warning("journal not read to its end before the digest; late files go to the next digest")
-        return False
 
     def _write_digests(self, end: datetime) -> None:
         """Every owned chain's digests up to `end`, one per period; a chain whose trail stopped validating gets
@@ -379,7 +380,6 @@ class DigestWorker(Worker):
         except ClientError:
             stored, listed, _ = self._read_digest(state.chain.bucket, document["digestS3Object"])
             state.adopt(stored, listed)
-            self._adopted[state.partition] = min(self._adopted.get(state.partition, end), end)
             self.metrics.adopted.inc()
             log.info("digest period stored by another worker: linked to it", extra={"digest": stored.key})
             return
@@ -388,15 +388,9 @@ class DigestWorker(Worker):
         self.metrics.digests.labels("files" if files else "empty").inc()
         self.metrics.files.inc(len(files))
 
-    def _commit(self, end: datetime) -> None:
-        """Commit the offsets after the journal records taken (all of them are in the digests up to `end`), each
-        with its `digested_to` (module docstring)."""
-        for partition in self._next:
-            adopted = self._adopted.get(partition)
-            self._digested_to[partition] = min(end, adopted - timedelta(seconds=1)) if adopted else end
-        taken = [TopicPartition(self.topic, partition, offset, metadata=orjson.dumps(
-            {"digested_to": self._digested_to[partition].isoformat()}).decode())
-            for partition, offset in self._next.items()]
+    def _commit(self) -> None:
+        """Commit the offsets after the journal records taken (all of them are in the digests just written)."""
+        taken = [TopicPartition(self.topic, partition, offset) for partition, offset in self._next.items()]
         if not taken:
             return
         try:

@@ -138,10 +138,8 @@ def test_a_broker_that_does_not_answer_leaves_the_digest_worker_running() -> Non
     worker.topic = "journal"
     worker.owned = {0}
     worker._next = {0: 5}
-    worker._adopted = {}
-    worker._digested_to = {}
-    assert not worker._read_to_end()    # the digests are then written with what was read
-    worker._commit(T0)                  # the next period's commit covers these offsets
+    worker._read_to_end()    # the digests are then written with what was read
+    worker._commit()         # the next period's commit covers these offsets
 
 
 class ConditionalBucket:
@@ -160,11 +158,14 @@ class ConditionalBucket:
         body, metadata = self.objects[Key]
         return {"Body": io.BytesIO(body), "Metadata": metadata}
 
+    def list_objects_v2(self, *, Prefix: str, **_: object) -> dict:
+        return {"Contents": [{"Key": key} for key in sorted(self.objects) if key.startswith(Prefix)]}
+
     def documents(self) -> list[dict]:
         return [json.loads(gzip.decompress(self.objects[key][0])) for key in sorted(self.objects, key=key_time)]
 
 
-def writer(tmp_path: Path, bucket: ConditionalBucket) -> DigestWorker:
+def writer(tmp_path: Path, bucket: ConditionalBucket, start: datetime = T0) -> DigestWorker:
     """A digest worker with only what writing digests needs: the audit trail, signing keys and the bucket."""
     worker = DigestWorker.__new__(DigestWorker)
     trail = Trail(name="audit", home_region="us-east-1", account_id="111122223333", s3_bucket_name="bucket",
@@ -176,8 +177,7 @@ def writer(tmp_path: Path, bucket: ConditionalBucket) -> DigestWorker:
     worker.calls = AwsCalls(worker.metrics.aws, 1.0, lambda: False, lambda _: None)
     worker.s3 = bucket
     worker.status = StatusReporter(lambda _: None)
-    worker._adopted = {}
-    worker.chains = {(trail.arn, CHAIN.account, CHAIN.region): ChainState(CHAIN, T0, None)}
+    worker.chains = {(trail.arn, CHAIN.account, CHAIN.region): ChainState(CHAIN, start, None)}
     return worker
 
 
@@ -195,4 +195,38 @@ def test_a_late_writer_links_to_the_periods_written_meanwhile_and_forks_nothing(
         assert (after["previousDigestS3Object"], after["digestStartTime"]) == (
             before["digestS3Object"], before["digestEndTime"])
     assert [[f["s3Object"] for f in d["logFiles"]] for d in documents] == [["a", "b"], [], [], ["c"]]
-    assert late._adopted == {0: T0 + timedelta(hours=1)}, "the commit must send a new owner back before it"
+
+
+def test_a_new_owner_does_not_list_again_a_file_its_predecessor_listed_digests_ago(tmp_path: Path) -> None:
+    """An S3 sink that takes a partition over journals again the files its predecessor stored but did not
+    commit (same key). When the repeat reaches a digest worker that has just taken the chain over, the file
+    may be in an older digest than the newest: the new owner reads the last digests back from S3."""
+    bucket = ConditionalBucket()
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
+    owner = writer(tmp_path, bucket, start)
+    state = next(iter(owner.chains.values()))
+    for hour, name in enumerate("abc", start=1):
+        state.add(entry(name))
+        owner._write_digests(start + timedelta(hours=hour))
+    owner._write_digests(start + timedelta(hours=4))  # an empty digest: "a" is four digests back
+
+    successor = writer(tmp_path, bucket)
+    successor.chains = {}
+    trail = next(iter(successor.trails.values()))
+    found = successor._chain(trail, CHAIN.account, CHAIN.region, 0, start)
+    assert found.previous is not None and found.previous.key == CHAIN.key(start + timedelta(hours=4))
+    assert [found.add(entry(name)) for name in "abcd"] == [False, False, False, True]
+
+
+def test_an_end_of_partition_from_before_a_rebalance_in_the_batch_does_not_move_the_offsets() -> None:
+    """The loop hands over the end-of-partition events of a batch after the batch; when reading the journal to
+    its end inside the batch ran a rebalance, the partition was assigned again from its commit: that end is
+    stale, and taking it would commit offsets past records not yet in any digest."""
+    worker = DigestWorker.__new__(DigestWorker)
+    worker.owned, worker._next = {0}, {0: 5}
+    worker._assignments, worker._batch_assignment = 2, 1
+    worker.reached_end(0, 50)
+    assert worker._next == {0: 5}
+    worker._batch_assignment = 2
+    worker.reached_end(0, 50)
+    assert worker._next == {0: 50}
