@@ -181,7 +181,8 @@ def test_a_worker_with_the_broker_down_retries_in_json_and_is_not_ready(tmp_path
     text = (tmp_path / "worker.log").read_text()
     entries = [json.loads(line) for line in text.splitlines()]  # every line is one JSON object
     warnings = [e for e in entries if e["logger"] == "kafkatrail.kafka" and e["level"] == "warning"]
-    assert warnings and warnings[0]["broker"] == f"127.0.0.1:{dead}", text[-2000:]
+    # the unreachable broker is named in a warning (under load another librdkafka warning may come first)
+    assert any(e.get("broker") == f"127.0.0.1:{dead}" for e in warnings), text[-2000:]
     assert KAFKA_SECRET not in text and AWS_SECRET not in text
 
 
