@@ -114,12 +114,17 @@ def wait_until_listed(pipeline: Pipeline, s3: Any, bucket: str, timeout_s: float
                          f"{pipeline.workers.log_tail()}")
 
 
+def region_of(digest_key: str) -> str:
+    """The source region of a digest key (`.../CloudTrail-Digest/<region>/...`)."""
+    return digest_key.split("/CloudTrail-Digest/")[1].split("/")[0]
+
+
 def assert_one_unbroken_chain_per_region(digests: dict[str, tuple[dict[str, Any], dict[str, str]]],
                                          log_files: set[str]) -> None:
     """Per region: contiguous windows, each digest linked to the one before, one start; each file listed once."""
     by_region: dict[str, list[tuple[str, dict[str, Any], dict[str, str]]]] = {}
     for key, (document, metadata) in digests.items():
-        by_region.setdefault(key.split("/CloudTrail-Digest/")[1].split("/")[0], []).append((key, document, metadata))
+        by_region.setdefault(region_of(key), []).append((key, document, metadata))
     assert sorted(by_region) == list(REGIONS)
     for chain in by_region.values():
         chain.sort(key=lambda item: item[0][-24:-8])

@@ -29,6 +29,7 @@ from tests.integration.test_digests import (
     assert_one_unbroken_chain_per_region,
     digests_in,
     log_files_in,
+    region_of,
     validators_agree,
     wait_until_listed,
 )
@@ -82,8 +83,8 @@ def wait_until_assigned(pipeline: Pipeline, role: str, timeout_s: float = 60) ->
 def wait_until_every_chain_lists_a_file(pipeline: Pipeline, s3: Any, bucket: str, timeout_s: float = 60) -> None:
     """Until each region's chain has a digest that lists a log file."""
     deadline = time.monotonic() + timeout_s
-    while {key.split("/CloudTrail-Digest/")[1].split("/")[0] for key, (document, _) in digests_in(s3, bucket).items()
-           if document["logFiles"]} != set(REGIONS):
+    while {region_of(key) for key, (document, _) in digests_in(s3, bucket).items() if document["logFiles"]} \
+            != set(REGIONS):
         pipeline.workers.assert_alive()
         assert time.monotonic() < deadline, f"not every chain listed a log file in {timeout_s} s"
         time.sleep(0.5)
