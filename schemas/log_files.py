@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
+import hashlib
 import random
 import string
+import zlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -45,9 +46,65 @@ def log_file_content(json_records: Iterable[bytes]) -> bytes:
     return content
 
 
+GZIP_WBITS = 31  # zlib's gzip wrapper: a fixed header (mtime 0) and the CRC-32 and size trailer
+FEED_BYTES = 256 * 1024  # records are fed to the compressor in runs of about this much JSON
+
+
 def compress(content: bytes, compresslevel: int = 6) -> bytes:
-    """One gzip member with a fixed header (mtime 0), so the same content always gives the same bytes."""
-    return gzip.compress(content, compresslevel=compresslevel, mtime=0)
+    """One gzip member with a fixed header (mtime 0), so the same content always gives the same bytes, and the
+    same bytes as `LogFileWriter` gives for it."""
+    deflate = zlib.compressobj(compresslevel, zlib.DEFLATED, GZIP_WBITS)
+    return deflate.compress(content) + deflate.flush()
+
+
+class LogFileWriter:
+    """One log file written as its records arrive: `{"Records":[...]}` streamed into one gzip member.
+
+    Only the compressed bytes and at most `FEED_BYTES` of JSON not yet compressed are held, so an open file
+    costs about a tenth of its content. Deflate's output does not depend on how its input was cut, so the body
+    is byte for byte `compress(log_file_content(records))`; the SHA-256 of the uncompressed content (what a
+    digest file lists) is computed on the way.
+    """
+
+    def __init__(self, compresslevel: int = 6) -> None:
+        self._deflate = zlib.compressobj(compresslevel, zlib.DEFLATED, GZIP_WBITS)
+        self._content_hash = hashlib.sha256()
+        self._pending = bytearray(b'{"Records":[')
+        self._chunks: list[bytes] = []
+        self._compressed = 0
+        self.records = 0
+
+    def add(self, json_record: bytes) -> None:
+        """Append one record, already compact JSON."""
+        if self.records:
+            self._pending += b","
+        self._pending += json_record
+        self.records += 1
+        if len(self._pending) >= FEED_BYTES:
+            self._feed()
+
+    def held_bytes(self) -> int:
+        """Bytes this open file holds: compressed output so far and JSON not yet compressed."""
+        return self._compressed + len(self._pending)
+
+    def finish(self) -> tuple[bytes, str]:
+        """(the gzip body, the hex SHA-256 of the uncompressed content); the writer is spent afterwards."""
+        if not self.records:
+            raise ValueError("records: a log file holds at least one record")
+        self._pending += b"]}"
+        self._feed()
+        self._chunks.append(self._deflate.flush())
+        body = b"".join(self._chunks)
+        self._chunks = []
+        return body, self._content_hash.hexdigest()
+
+    def _feed(self) -> None:
+        self._content_hash.update(self._pending)
+        chunk = self._deflate.compress(self._pending)
+        if chunk:
+            self._chunks.append(chunk)
+            self._compressed += len(chunk)
+        self._pending = bytearray()
 
 
 def log_file_body(records: Iterable[dict[str, Any]], compresslevel: int = 6) -> bytes:

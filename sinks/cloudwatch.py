@@ -217,7 +217,7 @@ class CloudWatchSink(Worker):
             self._take(records)
         now = time.monotonic()
         due = now >= self._next_flush
-        targets = list(self.buffers) if due else [t for t, b in self.buffers.items() if b.full]
+        targets = list(self.buffers) if due else [t for t, b in self.buffers.items() if b.full] + self._over_budget()
         if targets or due:
             if not self._flush(targets):
                 raise WorkerStopping
@@ -226,6 +226,19 @@ class CloudWatchSink(Worker):
             self._next_flush = time.monotonic() + self.config.flush_interval_s
         self.status.flush()
         self.status_producer.poll(0)
+
+    def _over_budget(self) -> list[Destination]:
+        """The largest streams not yet full, to be sent early while all buffers together hold more than
+        `max_pending_bytes` (many streams, each below a full batch, could otherwise hold any amount)."""
+        held = sum(buffer.cost for buffer in self.buffers.values())
+        early = []
+        for target, buffer in sorted(self.buffers.items(), key=lambda item: item[1].cost, reverse=True):
+            if held <= self.config.max_pending_bytes:
+                break
+            if not buffer.full:
+                early.append(target)
+            held -= buffer.cost
+        return early
 
     def _outcome(self, target: Destination, error: str | None) -> None:
         """A batch for `target` delivered (error None) or refused: the status of each trail feeding that stream."""

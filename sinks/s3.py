@@ -37,7 +37,6 @@ delivery topic from offset 0 with the journal rebuilds the same objects. Notific
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -57,9 +56,9 @@ from kafkatrail.core.settings import Settings
 from kafkatrail.core.topics import reader, until_end
 from kafkatrail.runtime.worker import Worker, WorkerStopping
 from kafkatrail.schemas.contract import DeliveryFailure, DeliveryKey, Notification, event_time_ms, scan_event_time
-from kafkatrail.schemas.log_files import compress, log_file_content, log_file_key, unique_part
+from kafkatrail.schemas.log_files import log_file_key, unique_part
 from kafkatrail.sinks.journal import FileSpan
-from kafkatrail.sinks.s3_batches import ClosedBatch, PartitionBatches
+from kafkatrail.sinks.s3_batches import ClosedBatch, PartitionBatches, closed_batch
 from kafkatrail.sinks.s3_parking import PERMANENT_S3_ERRORS, ParkedFile, ParkedFiles
 from kafkatrail.sinks.status import StatusReporter
 from kafkatrail.trails.model import Trail
@@ -69,18 +68,17 @@ log = logging.getLogger(__name__)
 KAFKA_TIMEOUT_S = 30.0
 COMMIT_EVERY_S = 1.0
 STORE_THREADS = 8
+OPEN_FILE_OVERHEAD = 300 * 1024  # what one open file's deflate state costs besides its bytes (zlib, level 6)
 PERMANENT_SNS_ERRORS = frozenset({"NotFound", "NotFoundException", "AuthorizationError", "InvalidParameter",
                                   "InvalidParameterValue"})
 
 
 class _File(NamedTuple):
-    """A log file of one write round: its span, stored bytes, trail (None once deleted), batch and event times."""
+    """A log file of one write round: its span, trail (None once deleted) and batch (body and event times)."""
 
     span: FileSpan
-    body: bytes
     trail: Trail | None
     batch: ClosedBatch
-    times: list[str]
 
 
 class S3SinkMetrics:
@@ -110,6 +108,10 @@ class S3SinkMetrics:
         self.last_stored = Gauge("kafkatrail_s3_last_file_stored_timestamp_seconds",
                                  "When this process last stored a log file of the trail (Unix time)", ["trail"],
                                  registry=registry)
+        self.open_bytes = Gauge("kafkatrail_s3_open_file_bytes", "Memory the open log files hold: compressed bytes, "
+                                "JSON not yet compressed and each file's compressor", registry=registry)
+        self.early_files = Counter("kafkatrail_s3_files_closed_early_total", "Log files closed before their limits "
+                                   "because the open files held max_open_bytes", registry=registry)
         self.flush_interval = Gauge("kafkatrail_s3_flush_interval_seconds",
                                     "How long a log file collects records before it is closed", registry=registry)
         self.parking = Counter("kafkatrail_s3_parked_file_outcomes_total",
@@ -156,6 +158,7 @@ class S3Sink(Worker):
         """
         closed = [batch for message in records if (batch := self._take(message)) is not None]
         closed += self._expired()
+        closed += self._over_budget()
         if closed:
             self._write(closed)
         if due := self.parked.due(time.time()):
@@ -185,8 +188,27 @@ class S3Sink(Worker):
         batches = self.partitions.get(message.partition())
         if batches is None:
             return None
-        closed = batches.add(message.key().decode(), message.offset(), message.value(), time.monotonic())
+        value = message.value()
+        closed = batches.add(message.key().decode(), message.offset(), value, time.monotonic(), scan_event_time(value))
         return None if closed is None else (batches.partition, closed)
+
+    def _over_budget(self) -> list[tuple[int, ClosedBatch]]:
+        """Close the largest open files early while all open files together hold more than `max_open_bytes`
+        (compressed bytes and JSON not yet compressed, plus `OPEN_FILE_OVERHEAD` each for its compressor)."""
+        held = [(size + OPEN_FILE_OVERHEAD, key, closable, batches)
+                for batches in self.partitions.values() for size, key, closable in batches.held()]
+        total = sum(size for size, *_ in held)
+        closed = []
+        for size, key, closable, batches in sorted(held, key=lambda item: item[0], reverse=True):
+            if total <= self.config.max_open_bytes:
+                break
+            if closable:
+                closed.append((batches.partition, batches.close(key)))
+                total -= size
+        if closed:
+            self.metrics.early_files.inc(len(closed))
+        self.metrics.open_bytes.set(total)
+        return closed
 
     def _expired(self) -> list[tuple[int, ClosedBatch]]:
         now = time.monotonic()
@@ -205,21 +227,18 @@ class S3Sink(Worker):
             key = DeliveryKey.decode(batch.delivery_key)
             trail = self.trails.get(key.trail_arn)
             if batch.replaying is None and trail is None:
-                self.metrics.skipped.labels("trail_deleted").inc(len(batch.values))
+                self.metrics.skipped.labels("trail_deleted").inc(batch.records)
                 log.warning("records of a deleted trail not written", extra={"trail_arn": key.trail_arn,
-                                                                            "records": len(batch.values)})
+                                                                            "records": batch.records})
                 self._settled(partition, batch)
                 continue
-            content = log_file_content(batch.values)
-            body = compress(content, self.config.gzip_level)
-            times = [scan_event_time(value) for value in batch.values]
             span = batch.replaying
             if span is None and trail is not None:  # a new file; a rebuilt one keeps its journaled span
-                span = self._new_span(partition, batch, trail, key, content, body, times)
+                span = self._new_span(partition, batch, trail, key)
             if span is not None:
-                files.append(_File(span, body, trail, batch, times))
+                files.append(_File(span, trail, batch))
         self._journal([file.span for file in files if file.batch.replaying is None])
-        refusals = list(self._pool.map(lambda file: self._put(file.span, file.body, file.trail), files))
+        refusals = list(self._pool.map(lambda file: self._put(file.span, file.batch.body, file.trail), files))
         refused = [(file, error) for file, error in zip(files, refusals, strict=True) if error is not None]
         if refused:
             self._park(refused)
@@ -242,8 +261,7 @@ class S3Sink(Worker):
         if batches is not None:
             batches.settled(batch)
 
-    def _new_span(self, partition: int, batch: ClosedBatch, trail: Trail, key: DeliveryKey, content: bytes,
-                  body: bytes, times: list[str]) -> FileSpan:
+    def _new_span(self, partition: int, batch: ClosedBatch, trail: Trail, key: DeliveryKey) -> FileSpan:
         delivered_at = datetime.now(UTC)
         return FileSpan(
             partition=partition, delivery_key=batch.delivery_key, first_offset=batch.first_offset,
@@ -251,8 +269,8 @@ class S3Sink(Worker):
             object_key=log_file_key(key.account, key.region, delivered_at, unique_part(),
                                     prefix=trail.s3_key_prefix or "", organization_id=trail.organization_id,
                                     kind=self.kind),
-            records=len(batch.values), sha256=hashlib.sha256(content).hexdigest(), compressed_bytes=len(body),
-            oldest_event_time=min(times), newest_event_time=max(times),
+            records=batch.records, sha256=batch.sha256, compressed_bytes=len(batch.body),
+            oldest_event_time=min(batch.event_times), newest_event_time=max(batch.event_times),
             delivered_at=delivered_at.isoformat(timespec="seconds").replace("+00:00", "Z"))
 
     def _journal(self, spans: list[FileSpan]) -> None:
@@ -342,15 +360,13 @@ class S3Sink(Worker):
             if values is None:
                 self._release(span, "RecordsExpired")
                 continue
-            content = log_file_content(values)
-            body = compress(content, self.config.gzip_level)
+            batch = closed_batch(span.delivery_key, span.first_offset, span.last_offset,
+                                 ((value, scan_event_time(value)) for value in values), self.config.gzip_level)
             if (span.bucket, _folder(span.object_key)) != (trail.s3_bucket_name, self._folder_for(trail, span)):
-                batch = ClosedBatch(span.delivery_key, span.first_offset, span.last_offset, values, None)
-                span = self._new_span(span.partition, batch, trail, DeliveryKey.decode(span.delivery_key), content,
-                                      body, [scan_event_time(value) for value in values])
+                span = self._new_span(span.partition, batch, trail, DeliveryKey.decode(span.delivery_key))
                 self._journal_acked([(span, span.to_journal("file"))])
                 self.parked.moved(parked, span)
-            error = self._put(span, body, trail)
+            error = self._put(span, batch.body, trail)
             if error is not None:
                 self.parked.failed_again(parked, aws.error_code(error), now)
                 log.warning("parked log file refused again", extra={
@@ -436,16 +452,17 @@ class S3Sink(Worker):
 
     def _count(self, file: _File) -> None:
         self.metrics.files.labels("rebuilt" if file.batch.replaying else "new").inc()
-        self.metrics.bytes.inc(len(file.body))
-        self.metrics.events.inc(len(file.times))
+        self.metrics.bytes.inc(len(file.batch.body))
+        self.metrics.events.inc(file.batch.records)
         now = time.time()
         if self.kind == "CloudTrail":
             self.metrics.trail_files.labels(file.span.trail_arn).inc()
             self.metrics.last_stored.labels(file.span.trail_arn).set(now)
-        epoch = {text: event_time_ms(text) / 1000 for text in set(file.times)}
         observe = self.metrics.latency.observe
-        for text in file.times:
-            observe(now - epoch[text])
+        for text, records in file.batch.event_times.items():
+            age = now - event_time_ms(text) / 1000
+            for _ in range(records):
+                observe(age)
 
     def _commit(self) -> None:
         """Commit, per partition, where a restart must resume (`PartitionBatches.commit_offset`)."""
@@ -481,7 +498,8 @@ class S3Sink(Worker):
         for partition, start in starts.items():
             self.partitions[partition] = PartitionBatches(
                 partition, start, spans[partition], max_records=self.config.max_file_records,
-                max_bytes=self.config.max_file_bytes, flush_interval_s=self.config.flush_interval_s)
+                max_bytes=self.config.max_file_bytes, flush_interval_s=self.config.flush_interval_s,
+                gzip_level=self.config.gzip_level)
         log.info("journal read", extra={"partitions": sorted(starts),
                                         "journaled_spans": sum(len(s) for s in spans.values())})
 

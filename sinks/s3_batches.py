@@ -1,10 +1,11 @@
 """Which delivery records go into which log file, per delivery partition: pure, and deterministic on replay.
 
 A delivery partition interleaves many delivery keys (`trailARN|account|region`); each key has at most
-one open batch. A batch closes at `max_records`, at `max_bytes` of JSON, or `flush_interval_s` after it
-opened (wall clock, checked even when nothing arrives). The closed batch becomes a `ClosedBatch`; the
-worker journals it (`kafkatrail.sinks.journal`), stores it, and reports it `settled`; only then may the partition's
-offset move past it.
+one open batch, its records compressed as they arrive (`LogFileWriter`). A batch closes at `max_records`, at
+`max_bytes` of JSON, or `flush_interval_s` after it opened (wall clock, checked even when nothing arrives),
+or earlier when the worker closes it to bound the memory its open files hold (`close`). The closed batch
+becomes a `ClosedBatch`; the worker journals it (`kafkatrail.sinks.journal`), stores it, and reports it
+`settled`; only then may the partition's offset move past it.
 
 Where a commit may go (`commit_offset`) is derived only from what this object was handed: the first record
 of the oldest batch that is open or closed-but-unsettled, else the offset after the last record taken.
@@ -30,20 +31,23 @@ So no record is in two files and none is left out, whatever moment the sink was 
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from kafkatrail.schemas.log_files import LogFileWriter
 from kafkatrail.sinks.journal import FileSpan
 
 
 @dataclass
 class OpenBatch:
-    """Records of one delivery key collecting for one log file."""
+    """Records of one delivery key collecting for one log file, compressed as they arrive."""
 
     delivery_key: str
     first_offset: int
     opened_at: float
-    values: list[bytes] = field(default_factory=list)
+    file: LogFileWriter
+    event_times: Counter[str] = field(default_factory=Counter)
     last_offset: int = -1
     size: int = 0
     replaying: FileSpan | None = None
@@ -51,21 +55,40 @@ class OpenBatch:
 
 @dataclass(frozen=True)
 class ClosedBatch:
-    """A batch ready to be written; `replaying` is set when it rebuilds an already journaled file."""
+    """A log file ready to be stored; `replaying` is set when it rebuilds an already journaled file.
+
+    `event_times` counts the records per `eventTime` text (oldest and newest for the journal, the latency
+    histogram per record) without holding the records.
+    """
 
     delivery_key: str
     first_offset: int
     last_offset: int
-    values: list[bytes]
+    records: int
+    body: bytes
+    sha256: str
+    event_times: Counter[str]
     replaying: FileSpan | None
+
+
+def closed_batch(delivery_key: str, first_offset: int, last_offset: int, values: Iterable[tuple[bytes, str]],
+                 gzip_level: int, replaying: FileSpan | None = None) -> ClosedBatch:
+    """A closed batch of the (record, eventTime) pairs `values`, for a file built outside `PartitionBatches`."""
+    file, event_times = LogFileWriter(gzip_level), Counter[str]()
+    for value, event_time in values:
+        file.add(value)
+        event_times[event_time] += 1
+    body, sha256 = file.finish()
+    return ClosedBatch(delivery_key, first_offset, last_offset, file.records, body, sha256, event_times, replaying)
 
 
 class PartitionBatches:
     """The open batches of one delivery partition and what its journal says is already in files."""
 
     def __init__(self, partition: int, committed: int, journaled: list[FileSpan], *, max_records: int,
-                 max_bytes: int, flush_interval_s: float) -> None:
+                 max_bytes: int, flush_interval_s: float, gzip_level: int = 6) -> None:
         self.partition = partition
+        self.gzip_level = gzip_level
         self.max_records = max_records
         self.max_bytes = max_bytes
         self.flush_interval_s = flush_interval_s
@@ -83,8 +106,8 @@ class PartitionBatches:
             else:
                 self._rebuild.setdefault(span.delivery_key, deque()).append(span)
 
-    def add(self, delivery_key: str, offset: int, value: bytes, now: float) -> ClosedBatch | None:
-        """Take the record at `offset`; returns the batch it completed, if any."""
+    def add(self, delivery_key: str, offset: int, value: bytes, now: float, event_time: str = "") -> ClosedBatch | None:
+        """Take the record at `offset` (its `eventTime` text beside it); returns the batch it completed, if any."""
         self.next_offset = max(self.next_offset, offset + 1)
         if offset <= self._skip_through.get(delivery_key, -1):
             return None
@@ -94,13 +117,15 @@ class PartitionBatches:
             replaying = spans.popleft() if spans and spans[0].first_offset == offset else None
             if spans is not None and not spans:
                 del self._rebuild[delivery_key]
-            batch = self.open[delivery_key] = OpenBatch(delivery_key, offset, now, replaying=replaying)
-        batch.values.append(value)
+            batch = self.open[delivery_key] = OpenBatch(delivery_key, offset, now, LogFileWriter(self.gzip_level),
+                                                        replaying=replaying)
+        batch.file.add(value)
+        batch.event_times[event_time] += 1
         batch.last_offset = offset
         batch.size += len(value) + 1
         if batch.replaying is not None:
             return self._close(batch) if offset >= batch.replaying.last_offset else None
-        if len(batch.values) >= self.max_records or batch.size >= self.max_bytes:
+        if batch.file.records >= self.max_records or batch.size >= self.max_bytes:
             return self._close(batch)
         return None
 
@@ -109,6 +134,18 @@ class PartitionBatches:
         due = [b for b in self.open.values()
                if b.replaying is None and now - b.opened_at >= self.flush_interval_s]
         return [self._close(batch) for batch in due]
+
+    def held(self) -> list[tuple[int, str, bool]]:
+        """(bytes held, delivery key, closable early) of each open batch; a rebuilt file closes only at its
+        journaled end, so it is not closable early."""
+        return [(b.file.held_bytes(), key, b.replaying is None) for key, b in self.open.items()]
+
+    def close(self, delivery_key: str) -> ClosedBatch:
+        """Close the open batch of `delivery_key` now, before any of its limits (to bound the memory held)."""
+        batch = self.open[delivery_key]
+        if batch.replaying is not None:
+            raise ValueError(f"{delivery_key}: a rebuilt file closes only at its journaled end")
+        return self._close(batch)
 
     def oldest_open_age(self, now: float) -> float:
         return max((now - b.opened_at for b in self.open.values()), default=0.0)
@@ -130,7 +167,8 @@ class PartitionBatches:
 
     def _close(self, batch: OpenBatch) -> ClosedBatch:
         del self.open[batch.delivery_key]
-        closed = ClosedBatch(batch.delivery_key, batch.first_offset, batch.last_offset, batch.values,
-                             batch.replaying)
+        body, sha256 = batch.file.finish()
+        closed = ClosedBatch(batch.delivery_key, batch.first_offset, batch.last_offset, batch.file.records, body,
+                             sha256, batch.event_times, batch.replaying)
         self.unsettled[closed.first_offset] = closed
         return closed

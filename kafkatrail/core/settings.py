@@ -159,6 +159,9 @@ class S3SinkSettings(WorkerSettings):
     flush_interval_s: float = Field(300.0, ge=1, description="a log file is closed this long after it opened")
     max_file_records: int = Field(50_000, ge=1, description="a log file is closed at this many records")
     max_file_bytes: int = Field(64 * 2**20, ge=1024, description="...or at this much uncompressed JSON")
+    max_open_bytes: int = Field(
+        64 * 2**20, ge=2**20, description="open log files together hold at most about this much memory (compressed "
+        "records and compressor state); past it the largest are closed early")
     gzip_level: int = Field(6, ge=1, le=9)
     retry_max_backoff_s: float = Field(30.0, gt=0, description="S3 and SNS calls are retried forever, backing off")
     parked_retry_interval_s: float = Field(
@@ -172,6 +175,9 @@ class CloudWatchSinkSettings(WorkerSettings):
     group_id: str = Field("kafkatrail-cloudwatch", min_length=1)
     metrics_port: int = Field(9466, ge=0, le=65535)
     flush_interval_s: float = Field(5.0, gt=0, description="pending events are sent at least this often")
+    max_pending_bytes: int = Field(
+        32 * 2**20, ge=2**20, description="pending events of all streams together hold at most about this much; "
+        "past it the largest streams are sent early")
     retry_max_backoff_s: float = Field(30.0, gt=0, description="calls are retried forever, backing off")
 
 

@@ -26,7 +26,7 @@ def feed(target: PartitionBatches, records: list[tuple[str, int]], now: float = 
     for key, offset in records:
         batch = target.add(key, offset, f"{key}@{offset}".encode(), now)
         if batch is not None:
-            closed.append((batch.delivery_key, batch.first_offset, batch.last_offset, len(batch.values),
+            closed.append((batch.delivery_key, batch.first_offset, batch.last_offset, batch.records,
                            batch.replaying.object_key if batch.replaying else None))
     return closed
 

@@ -2,9 +2,10 @@
 
 A model of one delivery partition and the S3 sink around `PartitionBatches`: the partition holds records of
 three delivery keys and transaction markers (offsets the consumer never returns); the sink takes records in
-order, closes batches, journals each closed batch's span, stores it under its object key, or skips it as a
-deleted trail's records. A crash forgets everything in memory; a revoke commits first, then forgets. After
-either, a new owner starts at the committed offset with the journaled spans, as `S3Sink._on_assign` does.
+order, closes batches (at their limits, by age, or early to bound memory), journals each closed batch's
+span, stores it under its object key, or skips it as a deleted trail's records. A crash forgets everything
+in memory; a revoke commits first, then forgets. After either, a new owner starts at the committed offset
+with the journaled spans, as `S3Sink._on_assign` does.
 
 Held at every commit: every record below the committed offset is stored or deliberately skipped. Held at
 the end, once everything is drained: every record is in exactly one stored object (a rebuilt file replaces
@@ -13,8 +14,10 @@ its journaled object with the same records) or was skipped.
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass, field
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,8 +26,8 @@ from kafkatrail.sinks.s3_batches import ClosedBatch, PartitionBatches
 
 KEYS = ("trailA|111122223333|us-east-1", "trailB|111122223333|us-east-1", "trailC|444455556666|eu-west-1")
 MARKER = None
-OPERATIONS = ("take", "take", "take", "take", "expire", "journal", "store", "skip", "commit", "crash", "revoke",
-              "end")
+OPERATIONS = ("take", "take", "take", "take", "expire", "early", "journal", "store", "skip", "commit", "crash",
+              "revoke", "end")
 
 
 @dataclass
@@ -59,7 +62,7 @@ class World:
         self.names += 1
         return FileSpan(partition=0, delivery_key=batch.delivery_key, first_offset=batch.first_offset,
                         last_offset=batch.last_offset, bucket="b", object_key=f"file-{self.names}",
-                        records=len(batch.values), sha256="", compressed_bytes=0, oldest_event_time="",
+                        records=batch.records, sha256="", compressed_bytes=0, oldest_event_time="",
                         newest_event_time="", delivered_at="")
 
     def records_below(self, offset: int) -> list[int]:
@@ -70,7 +73,8 @@ class World:
 
 
 def offsets_of(batch: ClosedBatch) -> tuple[int, ...]:
-    return tuple(int(value) for value in batch.values)
+    """The offsets a closed batch's log file holds (each record is its offset, as JSON)."""
+    return tuple(orjson.loads(gzip.decompress(batch.body))["Records"])
 
 
 def step(world: World, sink: Sink, operation: str, now: float) -> Sink:
@@ -87,6 +91,10 @@ def step(world: World, sink: Sink, operation: str, now: float) -> Sink:
             batches.reached(len(world.log))
     elif operation == "expire":
         sink.closed.extend(batches.expired(now))
+    elif operation == "early":
+        closable = [(held, key) for held, key, early in batches.held() if early]
+        if closable:
+            sink.closed.append(batches.close(max(closable)[1]))
     elif operation == "journal" and sink.closed:
         batch = sink.closed.pop(0)
         span = batch.replaying or world.span(batch)
