@@ -70,11 +70,13 @@ class Workers:
     def __exit__(self, *exc_info: object) -> None:
         self.stop_all()
 
-    def start(self, role: str = "processors", instance: str = "p0") -> WorkerProcess:
-        """Start a worker of `role`; a transactional one as `instance` (the same id fences its predecessor)."""
+    def start(self, role: str = "processors", instance: str = "p0", metrics: bool = False) -> WorkerProcess:
+        """Start a worker of `role`; a transactional one as `instance` (the same id fences its predecessor);
+        with `metrics`, serving /metrics on a free port (`WorkerProcess.totals`)."""
         started = self.running.setdefault(role, [])
         args = ["--instance-id", instance] if role in ("processors", "insights") else []
-        worker = WorkerProcess(role, self.log_dir / f"{role}-{len(started)}.log", self.env, args, metrics_port=0)
+        worker = WorkerProcess(role, self.log_dir / f"{role}-{len(started)}.log", self.env, args,
+                               metrics_port=None if metrics else 0)
         started.append(worker)
         return worker
 

@@ -19,6 +19,7 @@ import pytest
 from kafkatrail.trails.topic import apply_trails
 from tests.integration.pipeline import Workers, expected_pairs, publish, simulate
 from tests.integration.test_s3_sink import (
+    TIGHT_OPEN_BYTES,
     aws_resources,
     cloudwatch_messages,
     pairs_in_files,
@@ -89,8 +90,11 @@ def join_and_leave(workers: Workers, role: str, times: int, rng: random.Random, 
 @pytest.mark.parametrize("run", range(2))
 def test_sigterm_to_the_s3_sink_seven_times_leaves_each_pair_in_exactly_one_file(
         workers: Workers, aws_endpoint: str, run: int) -> None:
+    """The second run under the SIGKILL test's tight memory budget: files also close early, between stops."""
     trails, _, _ = aws_resources(aws_endpoint)
     apply_trails(workers.settings, trails)
+    if run:
+        workers.env["KAFKATRAIL_S3__MAX_OPEN_BYTES"] = str(TIGHT_OPEN_BYTES)
     records = simulate(EVENTS, seed=300 + run)
     replay = Replay(workers, records, seconds=8)
     workers.start("processors")
