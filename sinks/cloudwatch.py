@@ -63,6 +63,7 @@ from kafkatrail.core.metrics import Health
 from kafkatrail.core.settings import Settings
 from kafkatrail.runtime.worker import Worker, WorkerStopping
 from kafkatrail.schemas.contract import DeliveryKey
+from kafkatrail.sinks.budget import over_budget
 from kafkatrail.sinks.cloudwatch_batches import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
@@ -228,17 +229,10 @@ class CloudWatchSink(Worker):
         self.status_producer.poll(0)
 
     def _over_budget(self) -> list[Destination]:
-        """The largest streams not yet full, to be sent early while all buffers together hold more than
+        """The largest streams not yet full, sent early while all buffers together hold more than
         `max_pending_bytes` (many streams, each below a full batch, could otherwise hold any amount)."""
-        held = sum(buffer.cost for buffer in self.buffers.values())
-        early = []
-        for target, buffer in sorted(self.buffers.items(), key=lambda item: item[1].cost, reverse=True):
-            if held <= self.config.max_pending_bytes:
-                break
-            if not buffer.full:
-                early.append(target)
-            held -= buffer.cost
-        return early
+        held = [(buffer.cost, target, True) for target, buffer in self.buffers.items() if not buffer.full]
+        return over_budget(held, self.config.max_pending_bytes)[0]
 
     def _outcome(self, target: Destination, error: str | None) -> None:
         """A batch for `target` delivered (error None) or refused: the status of each trail feeding that stream."""

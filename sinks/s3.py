@@ -57,6 +57,7 @@ from kafkatrail.core.topics import reader, until_end
 from kafkatrail.runtime.worker import Worker, WorkerStopping
 from kafkatrail.schemas.contract import DeliveryFailure, DeliveryKey, Notification, event_time_ms, scan_event_time
 from kafkatrail.schemas.log_files import log_file_key, unique_part
+from kafkatrail.sinks.budget import over_budget
 from kafkatrail.sinks.journal import FileSpan
 from kafkatrail.sinks.s3_batches import ClosedBatch, PartitionBatches, closed_batch
 from kafkatrail.sinks.s3_parking import PERMANENT_S3_ERRORS, ParkedFile, ParkedFiles
@@ -195,20 +196,12 @@ class S3Sink(Worker):
     def _over_budget(self) -> list[tuple[int, ClosedBatch]]:
         """Close the largest open files early while all open files together hold more than `max_open_bytes`
         (compressed bytes and JSON not yet compressed, plus `OPEN_FILE_OVERHEAD` each for its compressor)."""
-        held = [(size + OPEN_FILE_OVERHEAD, key, closable, batches)
+        held = [(size + OPEN_FILE_OVERHEAD, (batches, key), closable)
                 for batches in self.partitions.values() for size, key, closable in batches.held()]
-        total = sum(size for size, *_ in held)
-        closed = []
-        for size, key, closable, batches in sorted(held, key=lambda item: item[0], reverse=True):
-            if total <= self.config.max_open_bytes:
-                break
-            if closable:
-                closed.append((batches.partition, batches.close(key)))
-                total -= size
-        if closed:
-            self.metrics.early_files.inc(len(closed))
+        early, total = over_budget(held, self.config.max_open_bytes)
+        self.metrics.early_files.inc(len(early))
         self.metrics.open_bytes.set(total)
-        return closed
+        return [(batches.partition, batches.close(key)) for batches, key in early]
 
     def _expired(self) -> list[tuple[int, ClosedBatch]]:
         now = time.monotonic()
