@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from isal import isal_zlib
 
 UNIQUE_ALPHABET = string.ascii_letters + string.digits
 KINDS = ("CloudTrail", "CloudTrail-Insight")
@@ -46,13 +47,32 @@ def log_file_content(json_records: Iterable[bytes]) -> bytes:
     return content
 
 
-GZIP_WBITS = 31  # zlib's gzip wrapper: a fixed header (mtime 0) and the CRC-32 and size trailer
+GZIP_WBITS = 31  # a gzip member: a fixed header (mtime 0), the deflate stream, the CRC-32 and size trailer
 FEED_BYTES = 256 * 1024  # records are fed to the compressor in runs of about this much JSON
+# The deflate implementations a log file can be written with: (compressobj, lowest level, highest, default).
+# ISA-L (Intel's Intelligent Storage Acceleration Library) deflates CloudTrail JSON about 10x faster than zlib
+# at level 6 here, for files about 8 % larger; both write standard gzip that every reader takes.
+GZIP_ENGINES: dict[str, tuple[Any, int, int, int]] = {
+    "isal": (isal_zlib.compressobj, 0, 3, 2),
+    "zlib": (zlib.compressobj, 1, 9, 6),
+}
+
+
+def gzip_level(engine: str, level: int | None) -> int:
+    """`level`, or the engine's default level when None; ValueError naming the range when it is out of it."""
+    if engine not in GZIP_ENGINES:
+        raise ValueError(f"gzip_engine: must be one of {', '.join(GZIP_ENGINES)} (got {engine!r})")
+    _, lowest, highest, default = GZIP_ENGINES[engine]
+    if level is None:
+        return default
+    if not lowest <= level <= highest:
+        raise ValueError(f"gzip_level: {engine} takes {lowest} to {highest} (got {level})")
+    return level
 
 
 def compress(content: bytes, compresslevel: int = 6) -> bytes:
-    """One gzip member with a fixed header (mtime 0), so the same content always gives the same bytes, and the
-    same bytes as `LogFileWriter` gives for it."""
+    """One gzip member (zlib) with a fixed header (mtime 0), so the same content always gives the same bytes,
+    and the same bytes as a zlib `LogFileWriter` gives for it."""
     deflate = zlib.compressobj(compresslevel, zlib.DEFLATED, GZIP_WBITS)
     return deflate.compress(content) + deflate.flush()
 
@@ -61,13 +81,15 @@ class LogFileWriter:
     """One log file written as its records arrive: `{"Records":[...]}` streamed into one gzip member.
 
     Only the compressed bytes and at most `FEED_BYTES` of JSON not yet compressed are held, so an open file
-    costs about a tenth of its content. Deflate's output does not depend on how its input was cut, so the body
-    is byte for byte `compress(log_file_content(records))`; the SHA-256 of the uncompressed content (what a
-    digest file lists) is computed on the way.
+    costs a fraction of its content. The JSON is fed to the compressor in runs that depend only on the records,
+    so the same records always give the same body, whatever the engine (ISA-L's output depends on how its
+    input is cut; zlib's does not, so a zlib body is byte for byte `compress(log_file_content(records))`). The
+    SHA-256 of the uncompressed content (what a digest file lists) is computed on the way.
     """
 
-    def __init__(self, compresslevel: int = 6) -> None:
-        self._deflate = zlib.compressobj(compresslevel, zlib.DEFLATED, GZIP_WBITS)
+    def __init__(self, level: int | None = None, engine: str = "zlib") -> None:
+        compressobj = GZIP_ENGINES[engine][0]
+        self._deflate = compressobj(gzip_level(engine, level), zlib.DEFLATED, GZIP_WBITS)
         self._content_hash = hashlib.sha256()
         self._pending = bytearray(b'{"Records":[')
         self._chunks: list[bytes] = []

@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 KAFKA_TIMEOUT_S = 30.0
 COMMIT_EVERY_S = 1.0
 STORE_THREADS = 8
+PREFETCH_KIB = 16 * 1024  # librdkafka's read-ahead (64 MiB by default): about a second of a busy sink's input
 OPEN_FILE_OVERHEAD = 256 * 1024  # one open file's deflate state (zlib allocates about 320 KiB and touches 190)
 PERMANENT_SNS_ERRORS = frozenset({"NotFound", "NotFoundException", "AuthorizationError", "InvalidParameter",
                                   "InvalidParameterValue"})
@@ -127,8 +128,10 @@ class S3Sink(Worker):
                  insights: bool = False) -> None:
         self.topics = settings.topics
         super().__init__(settings, settings.s3_insights if insights else settings.s3,
-                         self.topics.insights if insights else self.topics.delivery, health=health)
+                         self.topics.insights if insights else self.topics.delivery, health=health,
+                         **{"queued.max.messages.kbytes": PREFETCH_KIB})
         self.config = settings.s3
+        self.gzip = (self.config.gzip_engine, self.config.gzip_level)
         self.journal_topic = self.topics.s3_insight_journal if insights else self.topics.s3_journal
         self.kind = "CloudTrail-Insight" if insights else "CloudTrail"
         self.group_id = self.role.group_id
@@ -354,7 +357,7 @@ class S3Sink(Worker):
                 self._release(span, "RecordsExpired")
                 continue
             batch = closed_batch(span.delivery_key, span.first_offset, span.last_offset,
-                                 ((value, scan_event_time(value)) for value in values), self.config.gzip_level)
+                                 ((value, scan_event_time(value)) for value in values), self.gzip)
             if (span.bucket, _folder(span.object_key)) != (trail.s3_bucket_name, self._folder_for(trail, span)):
                 span = self._new_span(span.partition, batch, trail, DeliveryKey.decode(span.delivery_key))
                 self._journal_acked([(span, span.to_journal("file"))])
@@ -492,7 +495,7 @@ class S3Sink(Worker):
             self.partitions[partition] = PartitionBatches(
                 partition, start, spans[partition], max_records=self.config.max_file_records,
                 max_bytes=self.config.max_file_bytes, flush_interval_s=self.config.flush_interval_s,
-                gzip_level=self.config.gzip_level)
+                gzip=self.gzip)
         log.info("journal read", extra={"partitions": sorted(starts),
                                         "journaled_spans": sum(len(s) for s in spans.values())})
 

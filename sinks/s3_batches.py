@@ -72,23 +72,24 @@ class ClosedBatch:
 
 
 def closed_batch(delivery_key: str, first_offset: int, last_offset: int, values: Iterable[tuple[bytes, str]],
-                 gzip_level: int, replaying: FileSpan | None = None) -> ClosedBatch:
-    """A closed batch of the (record, eventTime) pairs `values`, for a file built outside `PartitionBatches`."""
-    file, event_times = LogFileWriter(gzip_level), Counter[str]()
+                 gzip: tuple[str, int | None] = ("zlib", None)) -> ClosedBatch:
+    """A closed batch of the (record, eventTime) pairs `values`, for a file built outside `PartitionBatches`;
+    `gzip` is the (engine, level) of its body."""
+    file, event_times = LogFileWriter(gzip[1], gzip[0]), Counter[str]()
     for value, event_time in values:
         file.add(value)
         event_times[event_time] += 1
     body, sha256 = file.finish()
-    return ClosedBatch(delivery_key, first_offset, last_offset, file.records, body, sha256, event_times, replaying)
+    return ClosedBatch(delivery_key, first_offset, last_offset, file.records, body, sha256, event_times, None)
 
 
 class PartitionBatches:
     """The open batches of one delivery partition and what its journal says is already in files."""
 
     def __init__(self, partition: int, committed: int, journaled: list[FileSpan], *, max_records: int,
-                 max_bytes: int, flush_interval_s: float, gzip_level: int = 6) -> None:
+                 max_bytes: int, flush_interval_s: float, gzip: tuple[str, int | None] = ("zlib", None)) -> None:
         self.partition = partition
-        self.gzip_level = gzip_level
+        self.gzip = gzip
         self.max_records = max_records
         self.max_bytes = max_bytes
         self.flush_interval_s = flush_interval_s
@@ -117,8 +118,8 @@ class PartitionBatches:
             replaying = spans.popleft() if spans and spans[0].first_offset == offset else None
             if spans is not None and not spans:
                 del self._rebuild[delivery_key]
-            batch = self.open[delivery_key] = OpenBatch(delivery_key, offset, now, LogFileWriter(self.gzip_level),
-                                                        replaying=replaying)
+            file = LogFileWriter(self.gzip[1], self.gzip[0])
+            batch = self.open[delivery_key] = OpenBatch(delivery_key, offset, now, file, replaying=replaying)
         batch.file.add(value)
         batch.event_times[event_time] += 1
         batch.last_offset = offset

@@ -16,7 +16,7 @@ import re
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
@@ -30,6 +30,7 @@ from pydantic_settings import SettingsError as SourceError
 
 from kafkatrail.deploy import resource
 from kafkatrail.schemas.contract import TopicNames
+from kafkatrail.schemas.log_files import gzip_level
 
 
 def shipped_file(name: str) -> Path:
@@ -162,11 +163,18 @@ class S3SinkSettings(WorkerSettings):
     max_open_bytes: int = Field(
         64 * 2**20, ge=2**20, description="open log files together hold at most about this much memory (compressed "
         "records and compressor state); past it the largest are closed early")
-    gzip_level: int = Field(6, ge=1, le=9)
+    gzip_engine: Literal["isal", "zlib"] = Field("isal", description="the deflate implementation log files are "
+                                                 "written with (ISA-L: about 10x faster, files about 8 % larger)")
+    gzip_level: int | None = Field(None, description="isal 0-3 (default 2), zlib 1-9 (default 6)")
     retry_max_backoff_s: float = Field(30.0, gt=0, description="S3 and SNS calls are retried forever, backing off")
     parked_retry_interval_s: float = Field(
         300.0, gt=0, description="a log file S3 refused for good is tried again this often (and when its trail "
         "changes)")
+
+    @model_validator(mode="after")
+    def _gzip_level_fits_the_engine(self) -> S3SinkSettings:
+        self.gzip_level = gzip_level(self.gzip_engine, self.gzip_level)
+        return self
 
 
 class CloudWatchSinkSettings(WorkerSettings):
