@@ -18,10 +18,11 @@ the window keeps the newest `ceil(window_s / bucket_s)` buckets and forgets the 
 A copy that arrives less than `window_s - bucket_s` after the first is always dropped; one that arrives
 more than `window_s` after it is always let through again (CloudTrail itself gives no guarantee there).
 
-Memory: the window holds each eventID in at most 24 bytes, in C (`processors/dedupe_ids.pyx`): a GUID as its
-16 bytes (case carries nothing in hex), any other eventID as the 128-bit BLAKE2b digest of its lower-cased
-text, each beside its 64-bit content digest, in one sorted array per bucket (22 bytes an ID once a bucket
-holds 262,000) plus a staging table for the newest IDs; `bench/dedupe.py` measures it.
+Memory: the window holds its eventIDs in C (`processors/dedupe_ids.pyx`): a GUID as its 16 bytes (case
+carries nothing in hex), any other eventID as the 128-bit BLAKE2b digest of its lower-cased text, each beside
+its 64-bit content digest, in one sorted array per bucket whose index stands for the keys' top bytes: at most
+23.5 bytes an ID once a bucket holds 2,200, 22.6 at 10 million in 24 buckets, plus a staging table of at most
+2 MiB for the newest IDs. `bench/dedupe.py` measures it.
 
 The changelog holds, per processed batch and partition, one record with the bucket, the eventIDs first
 seen in it and their digests (`changelog_record`; a record without digests, as written before they
