@@ -509,7 +509,7 @@ cdef class IdWindow:
     cdef bint _find(self, uint64_t hi, uint64_t lo, uint64_t* digest) noexcept:
         """Whether a bucket holds the key (the first made, if more than one does), and its digest there.
         The buckets are looked at in groups, each step for all of a group before the next step, so that
-        their memory is fetched in parallel: index slots, then the entries the key's range starts at."""
+        their memory is fetched in parallel: index slots, then the entries around the interpolated guess."""
         cdef Py_ssize_t first = 0, i, group, width
         cdef Py_ssize_t a[GROUP]
         cdef Py_ssize_t b[GROUP]
