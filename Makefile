@@ -10,7 +10,7 @@ PROMTOOL := .cache/prometheus/usr/bin/promtool
 
 .PHONY: demo test lint typecheck clean
 
-$(INSTALLED): pyproject.toml constraints.txt $(wildcard schemas/*.pyx)
+$(INSTALLED): pyproject.toml constraints.txt $(wildcard schemas/*.pyx processors/*.pyx)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $@

@@ -1,4 +1,5 @@
-"""The compiled modules of the event contract (Cython, see pyproject.toml); everything else is in pyproject.toml."""
+"""The compiled modules (Cython, see pyproject.toml): the event contract's hot paths and the dedupe window's store
+of eventIDs; everything else is in pyproject.toml."""
 
 from setuptools import Extension, setup
 
@@ -6,5 +7,6 @@ setup(
     ext_modules=[
         Extension("kafkatrail.schemas.binary", ["schemas/binary.pyx"]),
         Extension("kafkatrail.schemas.validation", ["schemas/validation.pyx"]),
+        Extension("kafkatrail.processors.dedupe_ids", ["processors/dedupe_ids.pyx"]),
     ]
 )

@@ -4,9 +4,9 @@ Throughput: pre-publishes N simulated events (5% duplicates) to a fresh events t
 organization trails of bench/five-trails.yaml, then starts one processor as a subprocess and times the
 backlog from its first processed event to its last through its /metrics. Latency: with the processor
 running, publishes at a fixed rate and times each event from `emit()` to the first of its delivery
-records seen by a read_committed consumer. Also prints the processor's peak RSS and the dedupe window's
-memory per eventID. Uses the broker in KAFKATRAIL_BOOTSTRAP_SERVERS, or starts (and stops) a private
-local stack.
+records seen by a read_committed consumer. Also prints the processor's peak RSS (the dedupe window's
+memory and speed at 10 million eventIDs: bench/dedupe.py). Uses the broker in KAFKATRAIL_BOOTSTRAP_SERVERS,
+or starts (and stops) a private local stack.
 
     .venv/bin/python bench/process.py [--events 300000] [--rate 5000] [--seconds 10]
 """
@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import statistics
 import tempfile
 import threading
 import time
-import tracemalloc
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -32,7 +30,6 @@ from workers import Worker
 from kafkatrail.core.kafka_clients import kafka_config
 from kafkatrail.core.settings import Settings, StackSettings, settings_environment
 from kafkatrail.core.topics import create_topics
-from kafkatrail.processors.dedupe import DedupeWindow
 from kafkatrail.producers.event_producer import EventProducer
 from kafkatrail.producers.simulate import simulate_to_kafka
 from kafkatrail.producers.simulator import Limit, TrafficModel, TrafficSimulator
@@ -49,7 +46,6 @@ INVALID = "kafkatrail_processor_invalid_events_total"
 SEED = 7
 POLL_S = 0.05
 START_TIMEOUT_S = 60.0
-DEDUPE_IDS = 1_000_000
 
 
 class Processor(Worker):
@@ -147,24 +143,6 @@ def measure_latency(processor: Processor, settings: Settings, already: int, rate
           f"({len(latencies):,} of {count:,} events measured)")
 
 
-def dedupe_bytes_per_id(count: int) -> float:
-    """Traced bytes a DedupeWindow holds per random lower-case GUID and its content digest, with `count` of them
-    in one bucket."""
-    rng = random.Random(SEED)
-    event_ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count)]
-    tracemalloc.start()
-    try:
-        window = DedupeWindow(86_400, 3_600)
-        for event_id in event_ids:  # each digest is made while traced: the window keeps it, as in the processor
-            window.first_seen(event_id, 0, rng.getrandbits(64))
-        held = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    if len(window) != count:
-        raise RuntimeError(f"the dedupe window holds {len(window)} of {count} distinct eventIDs")
-    return held / count
-
-
 def run(bootstrap: str, count: int, rate: int, seconds: float) -> None:
     prefix = f"benchproc{uuid.uuid4().hex[:6]}"
     settings = Settings(bootstrap_servers=bootstrap, topic_prefix=prefix, processors={"group_id": f"{prefix}-group"})
@@ -184,8 +162,6 @@ def run(bootstrap: str, count: int, rate: int, seconds: float) -> None:
         finally:
             ending = processor.stop()
         print(f"processor {ending}")
-    print(f"dedupe window: {dedupe_bytes_per_id(DEDUPE_IDS):.1f} B per eventID "
-          f"(tracemalloc, {DEDUPE_IDS:,} random lower-case GUIDs in one bucket)")
 
 
 def main() -> None:

@@ -50,9 +50,10 @@ def test_the_wheel_holds_one_top_level_package_and_its_run_time_files(distributi
     assert top_level == {"kafkatrail", f"kafkatrail-{__version__}.dist-info"}, top_level
     for shipped in ("kafkatrail/deploy/kafka/pom.xml", "kafkatrail/deploy/kafka/log4j.properties",
                     "kafkatrail/deploy/trails.demo.yaml", "kafkatrail/schemas/cloudtrail_event.avsc",
-                    "kafkatrail/py.typed"):
+                    "kafkatrail/py.typed", "kafkatrail/processors/dedupe_ids.pyi"):
         assert shipped in names
     assert any(re.fullmatch(r"kafkatrail/schemas/binary\..*\.so", name) for name in names), "compiled codec"
+    assert any(re.fullmatch(r"kafkatrail/processors/dedupe_ids\..*\.so", name) for name in names), "compiled dedupe"
 
 
 def test_the_installed_wheel_runs_the_stack_and_the_demo_outside_the_checkout(

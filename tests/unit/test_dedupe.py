@@ -11,7 +11,6 @@ from kafkatrail.processors.dedupe import (
     Seen,
     changelog_record,
     content_digest,
-    dedupe_key,
     dedupe_time_s,
     parse_changelog_record,
 )
@@ -22,15 +21,27 @@ HOUR = 3600
 FIRST, COPY, CONFLICT = Seen.FIRST, Seen.COPY, Seen.CONFLICT
 
 
-@pytest.mark.parametrize(("event_id", "expected"), [
-    (ID_A, bytes.fromhex(ID_A.replace("-", ""))),
-    (ID_A.upper(), bytes.fromhex(ID_A.replace("-", ""))),  # the same GUID in upper case is the same eventID
-    ("not-a-guid", "not-a-guid"),
-    ("Not-A-GUID", "not-a-guid"),
-    ("zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"),
-])
-def test_dedupe_key(event_id: str, expected: bytes | str) -> None:
-    assert dedupe_key(event_id) == expected
+# (one eventID, another, whether they are the same eventID): the same when their lower-cased texts are
+SAME_ID = {
+    "a GUID in upper case": (ID_A, ID_A.upper(), True),
+    "a GUID in mixed case": (ID_A, ID_A[:18] + ID_A[18:].upper(), True),
+    "two GUIDs": (ID_A, ID_B, False),
+    "a GUID's digits with its dashes moved": (ID_A, ID_A.replace("-", "") + "----", False),
+    "a GUID in braces": (ID_A, "{" + ID_A + "}", False),
+    "a GUID-shaped text that is not hex, in upper case": ("zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz",
+                                                          "ZZZZZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZZZZZZZZZ", True),
+    "a text and its upper case": ("not-a-guid", "Not-A-GUID", True),
+    "two texts": ("not-a-guid", "not-a-guid ", False),
+    "non-ASCII text and its upper case": ("événement-1", "ÉVÉNEMENT-1", True),
+    "the empty text and a space": ("", " ", False),
+}
+
+
+@pytest.mark.parametrize(("one", "other", "same"), SAME_ID.values(), ids=SAME_ID.keys())
+def test_which_event_ids_are_the_same(one: str, other: str, same: bool) -> None:
+    window = DedupeWindow(24 * HOUR, HOUR)
+    assert window.first_seen(one, 0, 1) is FIRST
+    assert window.first_seen(other, 0, 1) is (COPY if same else FIRST)
 
 
 # (arrivals as (eventID, seconds, content), expected first_seen results) with a 24 h window in 1 h buckets
@@ -50,6 +61,8 @@ CASES = {
     "other content 25 h later is a new event": ([(ID_A, 0, 1), (ID_A, 25 * HOUR, 2)], [FIRST, FIRST]),
     "unknown content (restored from an old changelog) is a copy": ([(ID_A, 0, UNKNOWN_DIGEST), (ID_A, 5, 2)],
                                                                    [FIRST, COPY]),
+    "a digest of 2^64 - 1 stands for unknown content": ([(ID_A, 0, 2**64 - 1), (ID_A, 5, 2), (ID_B, 6, 2),
+                                                         (ID_B, 7, 2**64 - 1)], [FIRST, COPY, FIRST, COPY]),
 }
 
 
@@ -104,6 +117,24 @@ def test_old_buckets_are_forgotten_whole() -> None:
 def test_window_shorter_than_a_bucket_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one bucket"):
         DedupeWindow(60, 3600)
+
+
+# (first_seen's arguments, the error): digests are 64-bit unsigned or UNKNOWN_DIGEST, eventIDs strings
+REFUSED = {
+    "a negative digest other than -1": ((ID_A, 0, -2), ValueError),
+    "a digest of 2^64": ((ID_A, 0, 2**64), ValueError),
+    "a digest that is not an int": ((ID_A, 0, 1.5), TypeError),
+    "an eventID that is bytes": ((ID_A.encode(), 0, 1), TypeError),
+    "no eventID": ((None, 0, 1), TypeError),
+}
+
+
+@pytest.mark.parametrize(("arguments", "error"), REFUSED.values(), ids=REFUSED.keys())
+def test_first_seen_refuses(arguments: tuple[object, int, object], error: type[Exception]) -> None:
+    window = DedupeWindow(24 * HOUR, HOUR)
+    with pytest.raises(error):
+        window.first_seen(*arguments)  # type: ignore[arg-type]
+    assert len(window) == 0
 
 
 def test_restore_rebuilds_the_same_decisions() -> None:
