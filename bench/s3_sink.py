@@ -112,7 +112,7 @@ def run(bootstrap: str, aws_endpoint_url: str, count: int, flush_s: float) -> No
                 time.sleep(POLL_S)
             elapsed = time.monotonic() - started
             metrics = sink.scrape()
-            peak = sink.peak_rss_mib()
+            peak, cpu_s = sink.peak_rss_mib(), sink.cpu_seconds()
         finally:
             reader.close()
             ending = sink.stop()
@@ -120,7 +120,7 @@ def run(bootstrap: str, aws_endpoint_url: str, count: int, flush_s: float) -> No
     rate = records / elapsed
     print(f"S3 sink: {records:,} records in {metrics[FILES]:,.0f} files ({metrics[EARLY]:,.0f} closed early) in "
           f"{elapsed:.1f} s from its start: {rate:,.0f} records/s, {rate / ceiling:.2f}x the ceiling; "
-          f"peak RSS {peak:.0f} MiB; sink {ending}")
+          f"sink CPU {cpu_s / records * 1e6:.1f} us per record; peak RSS {peak:.0f} MiB; sink {ending}")
 
 
 def main() -> None:

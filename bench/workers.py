@@ -3,6 +3,7 @@ reads from it (summed /metrics, peak memory, log lines above info)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -31,6 +32,11 @@ class Worker(WorkerProcess):
 
     def peak_rss_mib(self) -> float:
         return peak_rss_mib(self.process.pid)
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the worker has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def problems(self) -> list[str]:
         """Log lines above info level, and lines that are not JSON log records (tracebacks)."""

@@ -69,7 +69,9 @@ log = logging.getLogger(__name__)
 KAFKA_TIMEOUT_S = 30.0
 COMMIT_EVERY_S = 1.0
 STORE_THREADS = 8
-PREFETCH_KIB = 16 * 1024  # librdkafka's read-ahead (64 MiB by default): about a second of a busy sink's input
+# librdkafka's read-ahead: 64 MiB by default, 16 here (about a second of a busy sink's input); once it is full
+# librdkafka waits fetch.queue.backoff.ms (1 s by default, 10 ms here) before it fetches again
+PREFETCH_KIB = 16 * 1024
 OPEN_FILE_OVERHEAD = 256 * 1024  # one open file's deflate state (zlib allocates about 320 KiB and touches 190)
 PERMANENT_SNS_ERRORS = frozenset({"NotFound", "NotFoundException", "AuthorizationError", "InvalidParameter",
                                   "InvalidParameterValue"})
@@ -129,7 +131,7 @@ class S3Sink(Worker):
         self.topics = settings.topics
         super().__init__(settings, settings.s3_insights if insights else settings.s3,
                          self.topics.insights if insights else self.topics.delivery, health=health,
-                         **{"queued.max.messages.kbytes": PREFETCH_KIB})
+                         **{"queued.max.messages.kbytes": PREFETCH_KIB, "fetch.queue.backoff.ms": 10})
         self.config = settings.s3
         self.gzip = (self.config.gzip_engine, self.config.gzip_level)
         self.journal_topic = self.topics.s3_insight_journal if insights else self.topics.s3_journal
