@@ -22,27 +22,23 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from e2e import prepublish
+from workers import on_stack
 
 from kafkatrail.core.kafka_clients import kafka_config
-from kafkatrail.core.settings import Settings, StackSettings, shipped_file
+from kafkatrail.core.settings import Settings, shipped_file
 from kafkatrail.core.topics import create_topics
 from kafkatrail.processors.selectors import Selection
 from kafkatrail.schemas.codec import default_codec
 from kafkatrail.schemas.contract import DeliveryKey
 from kafkatrail.schemas.log_files import LogFileWriter
 from kafkatrail.schemas.validation import validated_json
-from kafkatrail.stack import LocalStack
-from kafkatrail.stack.processes import free_port
 from kafkatrail.trails.definitions import load_trails
 
 TRAILS = shipped_file("trails.demo.yaml")
@@ -148,15 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events pre-published")
     args = parser.parse_args()
-    if bootstrap := os.environ.get("KAFKATRAIL_BOOTSTRAP_SERVERS"):
-        run(bootstrap, args.events)
-        return
-    with tempfile.TemporaryDirectory(prefix="kafkatrail-bench-stack-") as data_dir:
-        stack = LocalStack(StackSettings(data_dir=Path(data_dir), kafka_port=free_port(), aws_port=free_port()))
-        try:
-            run(stack.up().bootstrap_servers, args.events)
-        finally:
-            stack.down()
+    on_stack(parser, lambda bootstrap, aws: run(bootstrap, args.events))
 
 
 if __name__ == "__main__":

@@ -34,18 +34,16 @@ from typing import Any
 import boto3
 import orjson
 from confluent_kafka import Consumer, TopicPartition
-from workers import Worker
+from workers import Worker, on_stack
 
 from kafkatrail.core.kafka_clients import kafka_config
-from kafkatrail.core.settings import Settings, StackSettings, settings_environment, shipped_file
+from kafkatrail.core.settings import Settings, settings_environment, shipped_file
 from kafkatrail.core.topics import create_topics, reader, until_end
 from kafkatrail.processors.selectors import Selection
 from kafkatrail.producers.event_producer import EventProducer
 from kafkatrail.producers.simulate import simulate_to_kafka
 from kafkatrail.producers.simulator import Limit, TrafficModel, TrafficSimulator
 from kafkatrail.schemas.log_files import LogFileWriter
-from kafkatrail.stack import LocalStack
-from kafkatrail.stack.processes import free_port
 from kafkatrail.trails.definitions import load_trails
 from kafkatrail.trails.model import Trail
 from kafkatrail.trails.topic import apply_trails
@@ -302,11 +300,7 @@ def measure_latency(workers: dict[str, Worker], offsets: Offsets, settings: Sett
           f"target p99 <= {target:g} s: {'met' if cuts[98] <= target else 'missed'}")
 
 
-def run(bootstrap: str, aws_endpoint_url: str, count: int, rate: int, seconds: float) -> None:
-    os.environ["AWS_ENDPOINT_URL"] = aws_endpoint_url
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_DEFAULT_REGION", "us-east-1")):
-        os.environ.setdefault(name, value)
+def run(bootstrap: str, count: int, rate: int, seconds: float) -> None:
     prefix = f"benche2e{uuid.uuid4().hex[:6]}"
     settings = Settings(bootstrap_servers=bootstrap, topic_prefix=prefix,
                         processors={"group_id": f"{prefix}-processors"},
@@ -350,18 +344,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2_000, help="events/s of the latency phase")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the latency phase")
     args = parser.parse_args()
-    if bootstrap := os.environ.get("KAFKATRAIL_BOOTSTRAP_SERVERS"):
-        if not (aws_endpoint_url := os.environ.get("AWS_ENDPOINT_URL")):
-            parser.error("KAFKATRAIL_BOOTSTRAP_SERVERS is set: set AWS_ENDPOINT_URL to its AWS stand-in too")
-        run(bootstrap, aws_endpoint_url, args.events, args.rate, args.seconds)
-        return
-    with tempfile.TemporaryDirectory(prefix="kafkatrail-bench-stack-") as data_dir:
-        stack = LocalStack(StackSettings(data_dir=Path(data_dir), kafka_port=free_port(), aws_port=free_port()))
-        try:
-            endpoints = stack.up()
-            run(endpoints.bootstrap_servers, endpoints.aws_endpoint_url, args.events, args.rate, args.seconds)
-        finally:
-            stack.down()
+    on_stack(parser, lambda bootstrap, aws: run(bootstrap, args.events, args.rate, args.seconds))
 
 
 if __name__ == "__main__":

@@ -26,14 +26,12 @@ from pathlib import Path
 
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
-from workers import Worker
+from workers import Worker, committed_to_end, on_stack
 
 from kafkatrail.core.kafka_clients import kafka_config
-from kafkatrail.core.settings import Settings, StackSettings, settings_environment
+from kafkatrail.core.settings import Settings, settings_environment
 from kafkatrail.core.topics import create_topics, reader, until_end
 from kafkatrail.processors.insights_state import CLOCK_KEY
-from kafkatrail.stack import LocalStack
-from kafkatrail.stack.processes import free_port
 from kafkatrail.trails.model import Trail
 from kafkatrail.trails.topic import apply_trails
 
@@ -89,12 +87,6 @@ def prepublish(settings: Settings, count: int) -> None:
         raise RuntimeError("the delivery records were not all acknowledged")
 
 
-def committed_to_end(settings: Settings, consumer: Consumer) -> bool:
-    tps = [TopicPartition(settings.topics.delivery, p) for p in range(settings.topic_partitions)]
-    return all(max(tp.offset, 0) >= consumer.get_watermark_offsets(tp, timeout=KAFKA_TIMEOUT_S)[1]
-               for tp in consumer.committed(tps, timeout=KAFKA_TIMEOUT_S))
-
-
 def state_bytes(settings: Settings) -> tuple[int, int]:
     """(unit keys, bytes of their latest changelog values) in the Insights changelog."""
     latest: dict[tuple[int, bytes], int] = {}
@@ -143,7 +135,7 @@ def run(bootstrap: str, count: int) -> None:
         worker = Worker("insights", env, Path(scratch) / "insights.log")
         try:
             deadline = started + 120 + count / 2000
-            while not committed_to_end(settings, progress):
+            while not committed_to_end(progress, settings.topics.delivery, settings.topic_partitions):
                 worker.check(deadline, f"reading {count:,} delivery records")
                 time.sleep(0.5)
             elapsed = time.monotonic() - started
@@ -165,15 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="delivery records pre-published")
     args = parser.parse_args()
-    if bootstrap := os.environ.get("KAFKATRAIL_BOOTSTRAP_SERVERS"):
-        run(bootstrap, args.events)
-        return
-    with tempfile.TemporaryDirectory(prefix="kafkatrail-bench-stack-") as data_dir:
-        stack = LocalStack(StackSettings(data_dir=Path(data_dir), kafka_port=free_port(), aws_port=free_port()))
-        try:
-            run(stack.up().bootstrap_servers, args.events)
-        finally:
-            stack.down()
+    on_stack(parser, lambda bootstrap, aws: run(bootstrap, args.events))
 
 
 if __name__ == "__main__":

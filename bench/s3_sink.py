@@ -22,18 +22,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 from e2e import create_destinations, measure_baseline
-from workers import Worker
+from workers import Worker, committed_to_end, on_stack
 
 from kafkatrail.core.kafka_clients import kafka_config
-from kafkatrail.core.settings import Settings, StackSettings, settings_environment, shipped_file
+from kafkatrail.core.settings import Settings, settings_environment, shipped_file
 from kafkatrail.core.topics import create_topics
 from kafkatrail.processors.selectors import Selection
 from kafkatrail.producers.simulator import Limit, TrafficModel, TrafficSimulator
 from kafkatrail.schemas.contract import DeliveryKey
-from kafkatrail.stack import LocalStack
-from kafkatrail.stack.processes import free_port
 from kafkatrail.trails.definitions import load_trails
 from kafkatrail.trails.topic import apply_trails
 
@@ -77,17 +75,7 @@ def load_trails_for(settings: Settings) -> tuple:
                  for trail in load_trails(TRAILS))
 
 
-def committed_to_end(settings: Settings, reader: Consumer) -> bool:
-    tps = [TopicPartition(settings.topics.delivery, p) for p in range(settings.topic_partitions)]
-    return all(max(tp.offset, 0) >= reader.get_watermark_offsets(tp, timeout=KAFKA_TIMEOUT_S)[1]
-               for tp in reader.committed(tps, timeout=KAFKA_TIMEOUT_S))
-
-
-def run(bootstrap: str, aws_endpoint_url: str, count: int, flush_s: float) -> None:
-    os.environ["AWS_ENDPOINT_URL"] = aws_endpoint_url
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_DEFAULT_REGION", "us-east-1")):
-        os.environ.setdefault(name, value)
+def run(bootstrap: str, count: int, flush_s: float) -> None:
     prefix = f"benchs3{uuid.uuid4().hex[:6]}"
     settings = Settings(bootstrap_servers=bootstrap, topic_prefix=prefix,
                         s3={"group_id": f"{prefix}-s3", "flush_interval_s": flush_s})
@@ -107,7 +95,8 @@ def run(bootstrap: str, aws_endpoint_url: str, count: int, flush_s: float) -> No
         sink = Worker("s3", env, Path(scratch) / "s3.log")
         try:
             deadline = started + flush_s + 120 + records / 2000
-            while not (committed_to_end(settings, reader) and sink.scrape()[STORED] >= records):
+            delivery, partitions = settings.topics.delivery, settings.topic_partitions
+            while not (committed_to_end(reader, delivery, partitions) and sink.scrape()[STORED] >= records):
                 sink.check(deadline, f"storing {records:,} delivery records")
                 time.sleep(POLL_S)
             elapsed = time.monotonic() - started
@@ -128,18 +117,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000, help="simulated events whose records are the backlog")
     parser.add_argument("--flush", type=float, default=5.0, help="the sink's flush interval (s3.flush_interval_s)")
     args = parser.parse_args()
-    if bootstrap := os.environ.get("KAFKATRAIL_BOOTSTRAP_SERVERS"):
-        if not (aws_endpoint_url := os.environ.get("AWS_ENDPOINT_URL")):
-            parser.error("KAFKATRAIL_BOOTSTRAP_SERVERS is set: set AWS_ENDPOINT_URL to its AWS stand-in too")
-        run(bootstrap, aws_endpoint_url, args.events, args.flush)
-        return
-    with tempfile.TemporaryDirectory(prefix="kafkatrail-bench-stack-") as data_dir:
-        stack = LocalStack(StackSettings(data_dir=Path(data_dir), kafka_port=free_port(), aws_port=free_port()))
-        try:
-            endpoints = stack.up()
-            run(endpoints.bootstrap_servers, endpoints.aws_endpoint_url, args.events, args.flush)
-        finally:
-            stack.down()
+    on_stack(parser, lambda bootstrap, aws: run(bootstrap, args.events, args.flush))
 
 
 if __name__ == "__main__":
