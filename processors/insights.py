@@ -85,7 +85,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from kafkatrail.core.settings import InsightsSettings, SettingsError
 from kafkatrail.schemas.contract import event_minute as minute_of
@@ -155,9 +155,8 @@ class InsightsConfig:
             raise SettingsError(f"insights: {exc}") from None
 
 
-@dataclass(frozen=True)
-class Unit:
-    """What one Insight is about."""
+class Unit(NamedTuple):
+    """What one Insight is about (a tuple: hashed and compared in C, once per event and unit)."""
 
     trail_arn: str
     account: str
@@ -254,15 +253,27 @@ def _time(minute: int) -> str:
     return datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def event_attributes(event: Mapping[str, Any], insight_type: str) -> Attributes:
-    """The attribution values of one CloudTrail event."""
+def event_attributes(event: Mapping[str, Any], insight_type: str) -> tuple[tuple[str, str], ...]:
+    """The (attribute, value) pairs one CloudTrail event is attributed by."""
     identity = event.get("userIdentity") or {}
     arn = identity.get("arn") or identity.get("invokedBy") or identity.get("type") or NULL_VALUE
-    attributes: Attributes = {"userIdentityArn": Counter([arn]),
-                              "userAgent": Counter([event.get("userAgent") or NULL_VALUE])}
+    user_agent = event.get("userAgent") or NULL_VALUE
     if insight_type == CALL_RATE:
-        attributes["errorCode"] = Counter([event.get("errorCode") or NULL_VALUE])
-    return attributes
+        return ("userIdentityArn", arn), ("userAgent", user_agent), ("errorCode", event.get("errorCode") or NULL_VALUE)
+    return ("userIdentityArn", arn), ("userAgent", user_agent)
+
+
+def _count_one(into: Attributes, values: tuple[tuple[str, str], ...], limit: int) -> None:
+    """Add one event's attribute values: `_merge` of a single event, without building a Counter for it (a value
+    not yet counted where `limit` values already are is left out, as `_merge` would cut it)."""
+    for attribute, value in values:
+        counts = into.get(attribute)
+        if counts is None:
+            into[attribute] = Counter({value: 1})
+        elif value in counts:
+            counts[value] += 1
+        elif len(counts) < limit:
+            counts[value] = 1
 
 
 def event_units(trail_arn: str, event: Mapping[str, Any], types: Iterable[str]) -> list[Unit]:
@@ -310,25 +321,38 @@ class InsightsDetector:
         self.max_event_s = max(self.max_event_s, event_s if received_s is None else min(event_s, int(received_s)))
         if received_s is not None:
             self.last_received_s = max(self.last_received_s, received_s)
+        limit = self.config.attribution_values
         for unit in event_units(trail_arn, event, types):
-            self.observe(unit, minute, 1, event_attributes(event, unit.insight_type))
+            values = event_attributes(event, unit.insight_type)
+            for attributes in self._count(unit, minute, 1):
+                _count_one(attributes, values, limit)
         scope = (trail_arn, str(event.get("recipientAccountId", "")), str(event.get("awsRegion", "")))
         self._see_scope(scope, minute)
 
     def observe(self, unit: Unit, minute: int, count: int, attributes: Attributes) -> None:
         """Add `count` calls of `unit` in `minute` (aggregated input, as the evaluator feeds it)."""
+        for into in self._count(unit, minute, count):
+            _merge(into, attributes, self.config.attribution_values)
+
+    def _count(self, unit: Unit, minute: int, count: int) -> tuple[Attributes, ...]:
+        """Count `count` calls of `unit` in `minute`; the attribution maps their values belong in: the day's, and
+        the minute's unless the minute is closed (the calls are then late)."""
         self._see_scope(unit.scope, minute)
-        state = self.units.setdefault(unit, UnitState())
+        state = self.units.get(unit)
+        if state is None:
+            state = self.units[unit] = UnitState()
         self.dirty.add(unit)
         slot = minute // self.config.slot_minutes
         state.slots[slot] = state.slots.get(slot, 0) + count
-        _merge(state.days.setdefault(minute // MINUTES_PER_DAY, {}), attributes, self.config.attribution_values)
+        day = state.days.get(minute // MINUTES_PER_DAY)
+        if day is None:
+            day = state.days[minute // MINUTES_PER_DAY] = {}
         if minute < self.closed_until:
             self.late += count
-            return
+            return (day,)
         pending_count, pending_attributes = state.pending.get(minute, (0, {}))
-        _merge(pending_attributes, attributes, self.config.attribution_values)
         state.pending[minute] = (pending_count + count, pending_attributes)
+        return day, pending_attributes
 
     def _see_scope(self, scope: tuple[str, str, str], minute: int) -> None:
         first = self.scope_first.get(scope)
