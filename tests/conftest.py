@@ -46,8 +46,27 @@ def stack() -> Iterator[Endpoints]:
                 local.down()
 
 
+# The longest test files (seconds of a full run on the project's 2-core machine), longest first: run first, so
+# that `pytest -n 2 --dist loadfile` does not end with one worker running a long file alone.
+LONGEST_FILES = (
+    "integration/test_history.py",  # 280
+    "integration/test_wheel.py",  # 257
+    "integration/test_clean_stop.py",  # 180
+    "integration/test_s3_sink.py",  # 150
+    "integration/test_digests.py",  # 140
+    "integration/test_broker_outage.py",  # 140
+    "integration/test_scale_out.py",  # 135
+    "integration/test_api.py",  # 120
+    "integration/test_processor.py",  # 110
+    "integration/test_producer_auth.py",  # 100
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything under tests/integration is marked `integration` (select with -m, skip with -m 'not ...')."""
+    """The longest files first (`LONGEST_FILES`), the rest in their order; everything under tests/integration
+    is marked `integration` (select with -m, skip with -m 'not ...')."""
+    rank = {name: position for position, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get("/".join(item.path.parts[-2:]), len(rank)))
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
