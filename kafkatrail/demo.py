@@ -342,9 +342,10 @@ def show_digests(cloudtrail: Any, trail: Trail, since: datetime) -> bool:
     return bool(keys) and verdict == 0
 
 
-def show_insights(trail: Trail, timeout_s: float = 60) -> bool:
-    """The Insights records the S3 Insights sink stored for `trail` (waiting for a Start and an End); True when
-    both are there."""
+def show_insights(trail: Trail, timeout_s: float = 180) -> bool:
+    """The Insights records the S3 Insights sink stored for `trail` (waiting for a Start and an End, up to
+    `timeout_s`: on a busy machine the Insights worker takes over a minute for the two days); True when both
+    are there."""
     s3 = aws_client("s3")
     deadline = time.monotonic() + timeout_s
     while True:
